@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine:
+#   make book   — install the pinned environment, execute every chapter at the book scale, build the HTML book
+#   make test   — install the pinned environment, run unit tests, nbval, the strict book build and the browser check
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SCALE  ?= book
+
+.PHONY: setup book test lock bench clean
+
+setup: $(VENV)/.stamp
+
+$(VENV)/.stamp: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+book: setup
+	$(PY) scripts/build_book.py --scale $(SCALE)
+
+test: setup
+	bash scripts/test.sh
+
+bench: setup
+	$(PY) -m metagrad.bench
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | sed 's/+cpu//' > requirements.txt
+
+clean:
+	rm -rf _build book/_build

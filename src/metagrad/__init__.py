@@ -1,0 +1,22 @@
+"""metagrad — hypergradient estimators for bilevel optimisation.
+
+Describe a problem once, ask for its hypergradient by any method::
+
+    import metagrad as mg
+    problem = mg.BilevelProblem(inner_loss, outer_loss, init=w0, optimizer=mg.SGD(lr=0.1), T=100,
+                                inner_batches=train, outer_batch=val)
+    res = mg.hypergrad(problem, alpha, "fg2u", b=32, seed=0)
+    res.grad, res.loss, res.cost
+"""
+from .problem import BilevelProblem, BlackBoxProblem, minibatches
+from .optim import SGD, Momentum, Adam
+from .estimators import Result, available_methods, options_of, hypergrad, register, fg2u_directions
+from .cost import Cost
+from .errors import MetagradError, ConfigError, InnerDivergenceError, MemoryBudgetError
+
+__version__ = "0.1.0"
+__all__ = [
+    "BilevelProblem", "BlackBoxProblem", "minibatches", "SGD", "Momentum", "Adam", "Result",
+    "available_methods", "options_of", "hypergrad", "register", "fg2u_directions", "Cost",
+    "MetagradError", "ConfigError", "InnerDivergenceError", "MemoryBudgetError",
+]

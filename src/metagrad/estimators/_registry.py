@@ -1,0 +1,97 @@
+"""Estimators selected by name: the registry and the one entry point :func:`hypergrad`."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .._tree import same_structure, tree_leaves, describe, tree_map
+from ..cost import Cost, measure
+from ..errors import ConfigError, MetagradError
+from ..problem import BilevelProblem, BlackBoxProblem
+from .. import unroll
+
+__all__ = ["Result", "register", "available_methods", "hypergrad"]
+
+_REGISTRY: dict[str, tuple[Callable, bool]] = {}
+
+
+@dataclass
+class Result:
+    """What every estimator returns: the hypergradient (structured like α), ``F(α)``, the cost."""
+    grad: dict
+    loss: torch.Tensor
+    cost: Cost
+    method: str
+    options: dict = field(default_factory=dict)
+
+
+def register(name: str, *, black_box: bool = False) -> Callable:
+    """Register ``fn(problem, alpha, cost, **options) -> (grad, loss)`` under ``name``.
+    ``black_box=True``: it also accepts a :class:`~metagrad.problem.BlackBoxProblem`."""
+    def deco(fn: Callable) -> Callable:
+        _REGISTRY[name] = (fn, black_box)
+        return fn
+    return deco
+
+
+def available_methods(*, black_box: bool | None = None) -> list[str]:
+    """Names accepted by :func:`hypergrad` (``black_box=True``: those for black-box solvers)."""
+    return sorted(n for n, (_, bb) in _REGISTRY.items() if bb or not black_box)
+
+
+def options_of(method: str) -> dict[str, Any]:
+    """The keyword options of ``method`` and their defaults."""
+    fn, _ = _lookup(method)
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _lookup(method: str):
+    if method not in _REGISTRY:
+        raise ConfigError(f"unknown method {method!r}; available: {', '.join(available_methods())}")
+    return _REGISTRY[method]
+
+
+def hypergrad(problem: BilevelProblem | BlackBoxProblem, alpha: dict, method: str = "rmd", *,
+              track_memory: bool | None = None, validate: bool = True, **options) -> Result:
+    """The hypergradient ``dF/dα`` of ``problem`` at ``alpha`` by ``method``.
+
+    Args:
+        problem: a :class:`~metagrad.BilevelProblem` (or a :class:`~metagrad.BlackBoxProblem`
+            for ``fg2u-zo`` / ``fo``).
+        alpha: hyperparameters, a dict of floating-point tensors (device and dtype are followed).
+        method: one of :func:`available_methods`.
+        track_memory: record peak memory (default: on CUDA only; on CPU it adds overhead).
+        validate: check the inputs (structure, scalar losses) before computing.
+        **options: the method's keyword options (see :func:`options_of`).
+    """
+    fn, black_box = _lookup(method)
+    known = options_of(method)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"method {method!r} has no option(s) {unknown}; its options are "
+                          f"{known or 'none'}")
+    if isinstance(problem, BlackBoxProblem) and not black_box:
+        raise ConfigError(f"method {method!r} needs a differentiable BilevelProblem; for a black-box "
+                          f"solver use one of {available_methods(black_box=True)}")
+    if validate:
+        problem.validate(alpha)
+    cost = Cost()
+    device = tree_leaves(alpha)[0].device
+    with measure(cost, device, track_memory):
+        grad, loss = fn(problem, alpha, cost, **options)
+    if not same_structure(grad, alpha):
+        raise ConfigError(f"alpha and hypergradient structure mismatch: alpha is {describe(alpha)}, "
+                          f"method {method!r} returned {describe(grad)}")
+    grad = tree_map(lambda g: g.detach(), grad)
+    if not all(bool(torch.isfinite(g).all()) for g in tree_leaves(grad)) or not torch.isfinite(loss):
+        if isinstance(problem, BilevelProblem):
+            unroll.run(problem, alpha)  # raises InnerDivergenceError at the first bad step
+        raise MetagradError(
+            f"method {method!r} produced a non-finite hypergradient or outer loss ({float(loss)}) "
+            f"although the inner losses stayed finite: check outer_loss for overflow, or reduce "
+            f"the inner learning rate / horizon T")
+    return Result(grad, loss.detach(), cost, method, dict(options))

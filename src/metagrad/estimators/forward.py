@@ -1,0 +1,226 @@
+r"""Forward-mode estimators: exact ``fmd``, (FG)²U ``fg2u`` and its zeroth-order ``fg2u-zo``.
+
+All three rest on directional derivatives :math:`F'(\alpha)[v] = \nabla F \cdot v`. Forward
+unrolling carries the tangent :math:`Z_t v` (a P-vector) next to :math:`w_t`:
+:math:`Z_t v = A_t Z_{t-1} v + B_t v` — one JVP per step, memory independent of T.
+
+(FG)²U (Shen et al. 2024, eq. 6): with b random directions, :math:`E[v v^\top] = I`,
+
+.. math:: \hat g = \frac1b \sum_{i=1}^b (\nabla F \cdot v_i)\, v_i,\qquad
+          E\|\hat g - \nabla F\|^2 = \tfrac{N-1}{b}\|\nabla F\|^2 \text{ (Rademacher)},\;
+          \tfrac{N+1}{b}\|\nabla F\|^2 \text{ (Gaussian)}.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch.func import jvp, vmap
+
+from .._tree import flatten, unflatten, tree_numel, tree_detach, tree_leaves, tree_map, describe
+from ..errors import check, ConfigError, MemoryBudgetError
+from ..problem import BilevelProblem
+from .. import unroll, distributed
+from ._registry import register
+
+__all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives"]
+
+DISTRIBUTIONS = ("rademacher", "gaussian", "coordinate")
+
+
+def fg2u_directions(alpha: dict, b: int, *, seed: int, rank: int = 0, world_size: int = 1,
+                    distribution: str = "rademacher") -> torch.Tensor:
+    """The directions rank ``rank`` of ``world_size`` draws: a ``[b_rank, N]`` matrix.
+
+    ``b`` is the *global* number of directions; rank r gets ``b // world + (r < b % world)``
+    of them from its own generator seeded with ``seed + 1_000_003 * r``. Concatenating the
+    ranks' matrices gives the directions a 1-process run can use to reproduce a sharded one.
+    Sampled on the CPU (identical on every device), then moved to α's device and dtype.
+    """
+    check(distribution in DISTRIBUTIONS,
+          f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+    check(isinstance(b, int) and b >= 1, f"b (number of directions) must be an integer >= 1, got {b!r}")
+    n = tree_numel(alpha)
+    b_rank = b // world_size + (1 if rank < b % world_size else 0)
+    gen = torch.Generator().manual_seed(int(seed) + 1_000_003 * rank)
+    if distribution == "rademacher":
+        v = torch.randint(0, 2, (b_rank, n), generator=gen).double() * 2 - 1
+    elif distribution == "gaussian":
+        v = torch.randn(b_rank, n, generator=gen, dtype=torch.float64)
+    else:
+        v = torch.zeros(b_rank, n, dtype=torch.float64)
+        v[torch.arange(b_rank), torch.randint(0, n, (b_rank,), generator=gen)] = math.sqrt(n)
+    leaf = tree_leaves(alpha)[0]
+    return v.to(device=leaf.device, dtype=leaf.dtype)
+
+
+def _full_objective(problem: BilevelProblem, alpha):
+    """``F(α)`` with the inner losses as aux: the whole unroll as one pure function."""
+    state = unroll.initial_state(problem, alpha)
+    state, losses = unroll.run_taped(problem, alpha, state, 0, problem.T)
+    return problem.outer_loss(state[0], alpha, problem.outer_batch), losses
+
+
+def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tensor, cost, *,
+                            chunk: int | None = None, vectorize: bool = True):
+    """``(F(α), [∇F·v_i]_i)`` for the rows ``v_i`` of ``V`` by forward-mode unrolling.
+
+    ``chunk`` rows are pushed through the loop at once with ``torch.func.vmap`` (memory grows
+    with ``chunk·P``, not with T); ``vectorize=False`` loops over rows in Python instead."""
+    alpha = tree_detach(alpha)
+    b = V.shape[0]
+    chunk = b if chunk is None else chunk
+    check(isinstance(chunk, int) and chunk >= 1, f"chunk must be an integer >= 1, got {chunk!r}")
+
+    def one(v_flat):
+        out, tangent, losses = jvp(lambda a: _full_objective(problem, a), (alpha,),
+                                   (unflatten(v_flat, alpha),), has_aux=True)
+        return out, tangent, losses
+
+    values, losses = [], None
+    for i in range(0, b, chunk if vectorize else 1):
+        if vectorize:
+            out, tangent, losses = vmap(one)(V[i:i + chunk])
+            f = out[0]
+            losses = losses[0]
+        else:
+            f, tangent, losses = one(V[i])
+            tangent = tangent.reshape(1)
+        values.append(tangent)
+        cost.inner_steps += problem.T
+        cost.jvps += problem.T * tangent.shape[0]
+        unroll.check_losses(losses, 0, problem, alpha)
+    return f.detach(), torch.cat(values).detach()
+
+
+def _directions_from(alpha, directions, b, seed, distribution, rank, world):
+    if directions is None:
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        return fg2u_directions(alpha, b, seed=seed, rank=rank, world_size=world,
+                               distribution=distribution)
+    n = tree_numel(alpha)
+    if isinstance(directions, dict):  # a tree like alpha with a leading batch dimension
+        try:
+            directions = torch.cat([d.reshape(d.shape[0], -1) for d in
+                                    (directions[k] for k in alpha)], dim=1)
+        except (KeyError, AttributeError, RuntimeError, IndexError):
+            raise ConfigError(f"alpha and directions structure mismatch: alpha is {describe(alpha)}, "
+                              f"directions is {describe(directions)}; pass a [b, N={n}] tensor or a "
+                              f"dict with alpha's keys and a leading batch dimension") from None
+    if not (isinstance(directions, torch.Tensor) and directions.dim() == 2 and directions.shape[1] == n):
+        raise ConfigError(f"directions must be a [b, N={n}] tensor (N = number of hyperparameters), got "
+                          f"{describe(directions)}")
+    leaf = tree_leaves(alpha)[0]
+    return directions.to(device=leaf.device, dtype=leaf.dtype)
+
+
+def _aggregate(alpha, V, s):
+    """``(1/b) Σ s_i v_i``, summed over ranks with one all-reduce."""
+    partial = torch.cat([(s[:, None] * V).sum(0), torch.tensor([float(V.shape[0])],
+                                                               dtype=V.dtype, device=V.device)])
+    total = distributed.all_reduce_sum(partial)
+    return unflatten(total[:-1] / total[-1], alpha)
+
+
+@register("fmd")
+def fmd(problem, alpha, cost, *, chunk: int | None = None):
+    r"""Exact forward-mode differentiation: N JVP unrolls along the coordinate directions.
+
+    Cost: T·N transition JVPs (in ``N/chunk`` passes). Memory: O(chunk·P) tangents, flat in T;
+    ``chunk=None`` carries the whole P×N Jacobian :math:`Z_t` (checked against free memory).
+    Reference: Franceschi et al. 2017 (forward-mode HO); (FG)²U paper §2.
+    """
+    n = tree_numel(alpha)
+    chunk = n if chunk is None else chunk
+    check(isinstance(chunk, int) and chunk >= 1, f"chunk must be an integer >= 1, got {chunk!r}")
+    _check_memory(problem, alpha, min(chunk, n))
+    values, f = [], None
+    for i in range(0, n, chunk):
+        c = min(chunk, n - i)
+        E = torch.zeros(c, n, dtype=tree_leaves(alpha)[0].dtype, device=tree_leaves(alpha)[0].device)
+        E[torch.arange(c), torch.arange(i, i + c)] = 1
+        f, s = directional_derivatives(problem, alpha, E, cost)
+        values.append(s)
+    return unflatten(torch.cat(values), alpha), f
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _check_memory(problem, alpha, chunk: int) -> None:
+    with torch.no_grad():
+        state = unroll.initial_state(problem, tree_detach(alpha))
+    p = tree_numel(state)
+    leaf = tree_leaves(state[0])[0]
+    # tangents of the state and of the inner gradient, plus a transient copy: ~3 × chunk × P
+    need = 3 * chunk * p * leaf.element_size()
+    have = _available_bytes(leaf.device)
+    if need > have:
+        raise MemoryBudgetError(
+            f"fmd would carry a {p:,} x {chunk:,} tangent (inner state size P x hyperparameters at once), "
+            f"needing about {need / 2**30:.2f} GiB; {have / 2**30:.2f} GiB is free on {leaf.device}. "
+            f"Pass chunk=k with k <= {max(1, have // (3 * p * leaf.element_size())):,} (N/k passes), "
+            f"or use method='fg2u' (memory independent of N).")
+
+
+@register("fg2u")
+def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
+         seed: int | None = None, chunk: int | None = None, directions=None,
+         vectorize: bool = True):
+    r"""(FG)²U: forward gradient unrolling with forward gradients (Shen et al. 2024, Alg. 1).
+
+    :math:`\hat g = \frac1b\sum_i (\nabla F\cdot v_i) v_i` — unbiased; b random directions
+    (``rademacher``, ``gaussian`` or ``coordinate`` = :math:`\sqrt N e_i`), vectorised in chunks
+    of ``chunk`` with vmap. Under ``torch.distributed`` the b directions are sharded across
+    ranks (rank-specific seeds, one all-reduce). ``directions`` ([b, N]) overrides sampling.
+    Cost: T·b transition JVPs. Memory: O(chunk·P), independent of T and N.
+    """
+    rank, world = distributed.rank_and_world()
+    V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
+    f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize)
+    return _aggregate(alpha, V, s), f
+
+
+@register("fg2u-zo", black_box=True)
+def fg2u_zo(problem, alpha, cost, *, b: int = 1, mu: float = 1e-4, scheme: str = "forward",
+            distribution: str = "rademacher", seed: int | None = None, directions=None):
+    r"""Zeroth-order (FG)²U: directional derivatives by finite differences of the black box.
+
+    ``forward``: :math:`(F(\alpha+\mu v)-F(\alpha))/\mu` (b+1 solves, bias O(μ));
+    ``central``: :math:`(F(\alpha+\mu v)-F(\alpha-\mu v))/2\mu` (2b solves, bias O(μ²)).
+    Works with any ``BlackBoxProblem.solve`` (numpy, scipy, ...): no derivatives at all.
+    Reference: Shen et al. 2024, §3.3 (randomised smoothing), μ = 1e-4 in the PDE experiments.
+    """
+    check(isinstance(mu, (int, float)) and mu > 0, f"mu (finite-difference step) must be > 0, got {mu!r}")
+    check(scheme in ("forward", "central"), f"scheme must be 'forward' or 'central', got {scheme!r}")
+    rank, world = distributed.rank_and_world()
+    alpha = tree_detach(alpha)
+    V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
+    F = _black_box_objective(problem, cost)
+    f0 = F(alpha)
+    s = []
+    for v in V:
+        shifted = unflatten(flatten(alpha) + mu * v, alpha)
+        if scheme == "forward":
+            s.append((F(shifted) - f0) / mu)
+        else:
+            back = unflatten(flatten(alpha) - mu * v, alpha)
+            s.append((F(shifted) - F(back)) / (2 * mu))
+    return _aggregate(alpha, V, torch.stack(s).to(V.dtype)), f0
+
+
+def _black_box_objective(problem, cost):
+    def F(a):
+        with torch.no_grad():
+            if isinstance(problem, BilevelProblem):
+                w = unroll.run(problem, a, cost=cost)[0]
+            else:
+                w = problem.solve(a)
+                cost.solver_calls += 1
+            return torch.as_tensor(problem.outer_loss(w, a, problem.outer_batch))
+    return F

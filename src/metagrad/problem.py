@@ -1,0 +1,149 @@
+r"""What a bilevel problem is.
+
+.. math::
+    \min_\alpha F(\alpha) = L_{val}(w_T(\alpha), \alpha), \qquad
+    w_t = \Phi_t(w_{t-1}, \alpha) \ (t = 1..T), \quad w_0 = \Omega_0(\alpha).
+
+The transition :math:`\Phi_t` is one step of a differentiable inner optimiser on
+``inner_loss`` (:math:`L_{train}`) with the inner batch of step ``t``. Both losses are pure
+functions ``loss(w, alpha, batch) -> scalar tensor`` of dicts of tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ._tree import tree_leaves, describe
+from .errors import check, ConfigError
+from .optim import SGD, Momentum, Adam
+
+__all__ = ["BilevelProblem", "BlackBoxProblem", "minibatches"]
+
+Loss = Callable[[Any, Any, Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BilevelProblem:
+    """A bilevel problem with an unrolled, differentiable inner loop.
+
+    Args:
+        inner_loss: ``L_train(w, alpha, batch) -> scalar``.
+        outer_loss: ``L_val(w, alpha, batch) -> scalar``.
+        init: initial inner parameters ``w_0`` (a dict of tensors) or a function
+            ``alpha -> w_0`` for a learned initialisation.
+        optimizer: :class:`~metagrad.optim.SGD`, :class:`~metagrad.optim.Momentum` or
+            :class:`~metagrad.optim.Adam`; its hyperparameters may be callables of ``alpha``.
+        T: horizon (number of inner steps), ``T >= 1``.
+        inner_batches: the inner batch used at every step (full batch), or a callable
+            ``t -> batch`` (``t = 0..T-1``) for a deterministic minibatch schedule
+            (see :func:`minibatches`).
+        outer_batch: the batch of the outer loss.
+    """
+    inner_loss: Loss
+    outer_loss: Loss
+    init: Any
+    optimizer: Any = field(default_factory=SGD)
+    T: int = 10
+    inner_batches: Any = None
+    outer_batch: Any = None
+
+    def __post_init__(self):
+        check(callable(self.inner_loss), "inner_loss must be a function (w, alpha, batch) -> scalar")
+        check(callable(self.outer_loss), "outer_loss must be a function (w, alpha, batch) -> scalar")
+        check(isinstance(self.T, int) and not isinstance(self.T, bool) and self.T >= 1,
+              f"T (the horizon) must be an integer >= 1, got {self.T!r}; pass e.g. T=10")
+        check(isinstance(self.optimizer, (SGD, Momentum, Adam)),
+              f"optimizer must be metagrad.optim.SGD, Momentum or Adam, got {type(self.optimizer).__name__}")
+        check(callable(self.init) or isinstance(self.init, dict),
+              "init must be a dict of tensors (w_0) or a function alpha -> dict of tensors")
+
+    # -- pieces every estimator uses ------------------------------------------------------
+    @property
+    def learned_init(self) -> bool:
+        """True when ``w_0`` depends on ``alpha``."""
+        return callable(self.init)
+
+    def w0(self, alpha: Any) -> Any:
+        return self.init(alpha) if callable(self.init) else self.init
+
+    def batch(self, t: int) -> Any:
+        return self.inner_batches(t) if callable(self.inner_batches) else self.inner_batches
+
+    def replace(self, **changes) -> "BilevelProblem":
+        """A copy with some fields changed (e.g. ``problem.replace(T=50)``)."""
+        from dataclasses import replace
+        return replace(self, **changes)
+
+    def validate(self, alpha: Any) -> None:
+        """Check inputs once, before an estimator spends time: structure, scalar losses."""
+        check(isinstance(alpha, dict) and len(alpha) > 0,
+              f"alpha must be a non-empty dict of tensors, got {describe(alpha)}")
+        for leaf in tree_leaves(alpha):
+            check(isinstance(leaf, torch.Tensor) and leaf.is_floating_point(),
+                  f"every leaf of alpha must be a floating-point tensor; alpha is {describe(alpha)}")
+        with torch.no_grad():
+            w0 = self.w0(alpha)
+            check(isinstance(w0, dict) and all(isinstance(x, torch.Tensor) and x.is_floating_point()
+                                               for x in tree_leaves(w0)),
+                  f"init must give a dict of floating-point tensors, got {describe(w0)}")
+            for name, fn, batch in (("inner_loss", self.inner_loss, self.batch(0)),
+                                    ("outer_loss", self.outer_loss, self.outer_batch)):
+                value = fn(w0, alpha, batch)
+                _check_scalar(name, value)
+
+
+def _check_scalar(name: str, value: Any) -> None:
+    if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ConfigError(f"{name} must return a scalar (0-dim) tensor, got shape {shape}; "
+                          f"reduce it with .mean() or .sum()")
+
+
+@dataclass(frozen=True)
+class BlackBoxProblem:
+    """A bilevel problem whose inner solver is a black box: ``solve(alpha) -> w_T``.
+
+    Autograd does not need to see through ``solve`` (it may call numpy/scipy); only the
+    zeroth-order estimator ``fg2u-zo`` (and ``fo``-style evaluations) apply. ``outer_loss``
+    is ``L_val(w_T, alpha, batch) -> scalar`` evaluated on ``outer_batch``.
+    """
+    solve: Callable[[Any], Any]
+    outer_loss: Loss
+    outer_batch: Any = None
+
+    def __post_init__(self):
+        check(callable(self.solve), "solve must be a function alpha -> w_T")
+        check(callable(self.outer_loss), "outer_loss must be a function (w, alpha, batch) -> scalar")
+
+    def validate(self, alpha: Any) -> None:
+        check(isinstance(alpha, dict) and len(alpha) > 0,
+              f"alpha must be a non-empty dict of tensors, got {describe(alpha)}")
+
+
+def minibatches(data: Any, batch_size: int, *, seed: int = 0) -> Callable[[int], Any]:
+    """A deterministic minibatch schedule ``t -> batch`` over a dict/tuple of tensors.
+
+    Each epoch is a fresh permutation drawn from ``seed``; the same ``t`` always gives the
+    same batch, which every estimator needs (the unrolled loop is replayed).
+    """
+    leaves = tree_leaves(data)
+    check(len(leaves) > 0, "minibatches needs a dict or tuple of tensors")
+    n = leaves[0].shape[0]
+    check(1 <= batch_size <= n, f"batch_size must be in [1, {n}], got {batch_size}")
+    per_epoch = n // batch_size
+    cache: dict[int, torch.Tensor] = {}
+
+    def perm(epoch: int) -> torch.Tensor:
+        if epoch not in cache:
+            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            cache[epoch] = torch.randperm(n, generator=g)
+        return cache[epoch]
+
+    def batch(t: int):
+        epoch, k = divmod(t, per_epoch)
+        idx = perm(epoch)[k * batch_size:(k + 1) * batch_size].to(leaves[0].device)
+        from torch.utils._pytree import tree_map
+        return tree_map(lambda x: x[idx], data)
+    return batch

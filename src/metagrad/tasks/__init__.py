@@ -1,0 +1,1 @@
+"""Problem families and experiments built on the estimators (one file per family)."""
