@@ -1,0 +1,121 @@
+r"""The outer loop: gradient-based hyperparameter optimisation with any estimator.
+
+Reads top to bottom: every outer step builds the step's problem (tasks resample batches or
+episodes), asks :func:`metagrad.hypergrad` for the hypergradient by ``method``, updates α with
+the outer optimiser (the same pure :mod:`metagrad.optim` steps), optionally projects α (e.g.
+clips images to the valid range), evaluates every ``eval_every`` steps, and checkpoints every
+``checkpoint_every`` steps. An interrupted run restarts from its last checkpoint and loses no
+finished step; a checkpoint written for another configuration is refused.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ._tree import same_structure, describe, tree_detach, tree_map
+from .errors import check, ConfigError
+from .estimators import hypergrad, options_of
+from .optim import SGD, Adam
+from .results import atomic_write_bytes, config_hash
+
+__all__ = ["OuterConfig", "History", "outer_loop"]
+
+STOCHASTIC = {"fg2u", "fg2u-zo"}
+
+
+@dataclass(frozen=True)
+class OuterConfig:
+    """Everything that defines an outer run (the checkpoint is keyed on it)."""
+    method: str
+    options: dict = field(default_factory=dict)
+    steps: int = 100
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    seed: int = 0
+    eval_every: int = 0
+    checkpoint_every: int = 50
+
+    def __post_init__(self):
+        check(self.optimizer in ("adam", "sgd"), f"outer optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        check(isinstance(self.steps, int) and self.steps >= 0, f"steps must be an integer >= 0, got {self.steps!r}")
+        check(self.lr > 0, f"outer lr must be > 0, got {self.lr!r}")
+        options_of(self.method)  # raises for an unknown method
+
+
+@dataclass
+class History:
+    """Per-step records (a list of dicts; ``.frame()`` gives a DataFrame) and the final α."""
+    records: list = field(default_factory=list)
+    alpha: dict | None = None
+    wall_time_s: float = 0.0
+
+    def frame(self):
+        import pandas as pd
+        return pd.DataFrame(self.records)
+
+
+def _outer_opt(cfg: OuterConfig):
+    return Adam(lr=cfg.lr) if cfg.optimizer == "adam" else SGD(lr=cfg.lr)
+
+
+def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig, *,
+               evaluate: Callable[[dict], dict] | None = None,
+               project: Callable[[dict], dict] | None = None,
+               checkpoint: str | Path | None = None, progress: bool = True,
+               run_config: dict | None = None) -> History:
+    """Optimise α for ``cfg.steps`` outer steps.
+
+    Args:
+        problem_at: ``step -> BilevelProblem`` (the same problem every step, or a resampled one).
+        alpha0: initial hyperparameters.
+        cfg: method, options, optimiser, lr, seed, evaluation and checkpoint cadence.
+        evaluate: ``alpha -> {metric: float}``, called every ``cfg.eval_every`` steps and at the end.
+        project: ``alpha -> alpha`` applied after each update (e.g. clipping).
+        checkpoint: a file path; when given, the run resumes from it and saves to it.
+        run_config: extra configuration that identifies the run (mixed into the checkpoint key).
+    """
+    key = config_hash({"outer": asdict(cfg), "run": run_config or {}})
+    opt = _outer_opt(cfg)
+    alpha = tree_detach(alpha0)
+    state, start, records, elapsed = opt.init(alpha), 0, [], 0.0
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["key"] != key:
+            raise ConfigError(f"checkpoint {checkpoint} belongs to another configuration "
+                              f"(key {saved['key']} != {key}); delete it or choose another path")
+        alpha, state, start = saved["alpha"], saved["opt_state"], saved["step"]
+        records, elapsed = saved["records"], saved["wall_time_s"]
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
+               desc=cfg.method, leave=False)
+    t0 = time.perf_counter() - elapsed
+    for step in bar:
+        options = dict(cfg.options)
+        if cfg.method in STOCHASTIC and "seed" not in options and "directions" not in options:
+            options["seed"] = cfg.seed * 1_000_003 + step
+        res = hypergrad(problem_at(step), alpha, cfg.method, **options)
+        if not same_structure(res.grad, alpha):
+            raise ConfigError(f"alpha and hypergradient structure mismatch: {describe(alpha)} vs {describe(res.grad)}")
+        alpha, state = opt.step(alpha, state, res.grad, opt.hyper(alpha), step + 1)
+        alpha = tree_detach(project(alpha) if project else alpha)
+        rec = {"step": step + 1, "outer_loss": float(res.loss), "wall_time_s": time.perf_counter() - t0,
+               "jvps": res.cost.jvps, "vjps": res.cost.vjps, "hvps": res.cost.hvps,
+               "inner_steps": res.cost.inner_steps}
+        last = step + 1 == cfg.steps
+        if evaluate is not None and (last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
+            rec.update(evaluate(alpha))
+        records.append(rec)
+        bar.set_postfix(loss=f"{rec['outer_loss']:.4g}")
+        if checkpoint is not None and (last or (step + 1) % cfg.checkpoint_every == 0):
+            buf = io.BytesIO()
+            torch.save({"key": key, "alpha": alpha, "opt_state": state, "step": step + 1,
+                        "records": records, "wall_time_s": time.perf_counter() - t0}, buf)
+            atomic_write_bytes(checkpoint, buf.getvalue())
+    bar.close()
+    return History(records=records, alpha=tree_map(lambda x: x, alpha),
+                   wall_time_s=time.perf_counter() - t0)

@@ -1,0 +1,124 @@
+"""Result files with provenance, and computing them once.
+
+A result file is JSON: ``{"config": ..., "provenance": ..., "result": ...}``. Provenance
+records the seed, git commit (and whether the tree was dirty), device, library versions, date
+and wall time. A book table is a pure function of result files (:func:`load_results`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["config_hash", "provenance", "save_result", "load_result", "load_results", "cached",
+           "atomic_write_bytes", "repo_root"]
+
+
+def repo_root() -> Path:
+    """The repository root (where ``pyproject.toml`` is), or the current directory."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists() and (parent / "src" / "metagrad").exists():
+            return parent
+    return Path.cwd()
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a configuration (key order does not matter)."""
+    blob = json.dumps(_canonical(config), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    except Exception:
+        return None
+
+
+def provenance(config: dict, *, wall_time_s: float | None = None, device: str | None = None) -> dict:
+    import numpy
+    import metagrad
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "config_hash": config_hash(config),
+        "seed": config.get("seed"),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(dirty) if dirty is not None else None,
+        "device": device or ("cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": numpy.__version__, "metagrad": metagrad.__version__},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_time_s": wall_time_s,
+    }
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so an interrupted write never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_result(path: str | Path, config: dict, result: Any, *, wall_time_s: float | None = None,
+                device: str | None = None) -> dict:
+    payload = {"config": _canonical(config),
+               "provenance": provenance(config, wall_time_s=wall_time_s, device=device),
+               "result": _canonical(result)}
+    atomic_write_bytes(path, json.dumps(payload, indent=1, default=str).encode())
+    return payload
+
+
+def load_result(path: str | Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_results(directory: str | Path, pattern: str = "*.json") -> list[dict]:
+    """All result files under ``directory`` (sorted by name)."""
+    return [load_result(p) for p in sorted(Path(directory).glob(pattern))]
+
+
+def cached(path: str | Path, config: dict, compute: Callable[[], Any], *, force: bool = False,
+           device: str | None = None) -> dict:
+    """Load ``path`` if it holds a result for exactly ``config``; otherwise run ``compute()``,
+    save it with provenance and return the payload. Finished results are never recomputed."""
+    path = Path(path)
+    if path.exists() and not force:
+        payload = load_result(path)
+        if payload.get("provenance", {}).get("config_hash") == config_hash(config):
+            return payload
+    start = time.perf_counter()
+    result = compute()
+    return save_result(path, config, result, wall_time_s=time.perf_counter() - start, device=device)
