@@ -1,0 +1,33 @@
+"""Data sets for the book and tests: digits, MNIST/Fashion-MNIST, Omniglot, PDE solutions.
+
+Loaders look for files under a data root: an explicit ``root=`` argument, else the environment
+variable ``METAGRAD_DATA``, else ``~/.cache/metagrad/data``; one folder per data set (``mnist/``,
+``fashion-mnist/``, ``omniglot/``, ``pde/``). ``metagrad fetch NAME`` (or :func:`fetch`)
+downloads and verifies them; nothing is downloaded at import time. The scikit-learn digits
+(:func:`load_digits`) need no files at all.
+"""
+from .paths import (ENV_VAR, DEFAULT_ROOT, DataNotFoundError, ChecksumError, data_root,
+                    resolve_root, find_file)
+from .registry import Resource, RESOURCES, DATASETS, resources_for, file_digest, verify_file
+from .fetch import fetch, download
+from .splits import disjoint_split, split_classes, as_generator
+from .digits import load_digits
+from .mnist import load_mnist, read_idx
+from .episodes import Task, sample_task
+from .omniglot import load_omniglot, load_oneshot_runs, OmniglotData, OneShotRun, OMNIGLOT_SETS
+from .pde import PDESolution, PDE_SPECS, Observations, load_pde, observation_grid
+
+__all__ = [
+    # where data lives, errors
+    "ENV_VAR", "DEFAULT_ROOT", "DataNotFoundError", "ChecksumError", "data_root", "resolve_root",
+    "find_file",
+    # fetching and verifying
+    "Resource", "RESOURCES", "DATASETS", "resources_for", "file_digest", "verify_file", "fetch",
+    "download",
+    # splits and episodes
+    "disjoint_split", "split_classes", "as_generator", "Task", "sample_task",
+    # data sets
+    "load_digits", "load_mnist", "read_idx", "load_omniglot", "load_oneshot_runs", "OmniglotData",
+    "OneShotRun", "OMNIGLOT_SETS", "PDESolution", "PDE_SPECS", "Observations", "load_pde",
+    "observation_grid",
+]
