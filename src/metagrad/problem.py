@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from ._tree import tree_leaves, describe
@@ -136,9 +137,11 @@ def minibatches(data: Any, batch_size: int, *, seed: int = 0) -> Callable[[int],
     cache: dict[int, torch.Tensor] = {}
 
     def perm(epoch: int) -> torch.Tensor:
+        # numpy, not torch: a schedule may first be read inside torch.func.vmap, where torch's
+        # random operations are refused.
         if epoch not in cache:
-            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            cache[epoch] = torch.randperm(n, generator=g)
+            rng = np.random.default_rng(seed * 100_003 + epoch)
+            cache[epoch] = torch.from_numpy(rng.permutation(n))
         return cache[epoch]
 
     def batch(t: int):

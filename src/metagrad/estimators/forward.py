@@ -70,8 +70,13 @@ def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tenso
     with ``chunk·P``, not with T); ``vectorize=False`` loops over rows in Python instead."""
     alpha = tree_detach(alpha)
     b = V.shape[0]
+    check(chunk is None or (isinstance(chunk, int) and chunk >= 1),
+          f"chunk must be an integer >= 1, got {chunk!r}")
+    if b == 0:  # an empty shard (fewer directions than processes): only F(α) is needed
+        w = unroll.run(problem, alpha, cost=cost)[0]
+        with torch.no_grad():
+            return problem.outer_loss(w, alpha, problem.outer_batch), V.new_zeros(0)
     chunk = b if chunk is None else chunk
-    check(isinstance(chunk, int) and chunk >= 1, f"chunk must be an integer >= 1, got {chunk!r}")
 
     def one(v_flat):
         out, tangent, losses = jvp(lambda a: _full_objective(problem, a), (alpha,),
@@ -112,6 +117,8 @@ def _directions_from(alpha, directions, b, seed, distribution, rank, world):
     if not (isinstance(directions, torch.Tensor) and directions.dim() == 2 and directions.shape[1] == n):
         raise ConfigError(f"directions must be a [b, N={n}] tensor (N = number of hyperparameters), got "
                           f"{describe(directions)}")
+    if directions.shape[0] == 0 and world == 1:
+        raise ConfigError("directions must have at least one row (one direction per row)")
     leaf = tree_leaves(alpha)[0]
     return directions.to(device=leaf.device, dtype=leaf.dtype)
 
@@ -152,6 +159,14 @@ def _available_bytes(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.3g} TiB"
+
+
 def _check_memory(problem, alpha, chunk: int) -> None:
     with torch.no_grad():
         state = unroll.initial_state(problem, tree_detach(alpha))
@@ -163,7 +178,7 @@ def _check_memory(problem, alpha, chunk: int) -> None:
     if need > have:
         raise MemoryBudgetError(
             f"fmd would carry a {p:,} x {chunk:,} tangent (inner state size P x hyperparameters at once), "
-            f"needing about {need / 2**30:.2f} GiB; {have / 2**30:.2f} GiB is free on {leaf.device}. "
+            f"needing about {_human(need)}; {_human(have)} is free on {leaf.device}. "
             f"Pass chunk=k with k <= {max(1, have // (3 * p * leaf.element_size())):,} (N/k passes), "
             f"or use method='fg2u' (memory independent of N).")
 
@@ -211,7 +226,8 @@ def fg2u_zo(problem, alpha, cost, *, b: int = 1, mu: float = 1e-4, scheme: str =
         else:
             back = unflatten(flatten(alpha) - mu * v, alpha)
             s.append((F(shifted) - F(back)) / (2 * mu))
-    return _aggregate(alpha, V, torch.stack(s).to(V.dtype)), f0
+    s = torch.stack(s).to(V.dtype) if s else V.new_zeros(0)
+    return _aggregate(alpha, V, s), f0
 
 
 def _black_box_objective(problem, cost):

@@ -47,9 +47,10 @@ def greedy(problem, alpha, cost, *, gamma: float = 0.9):
 
     ``gamma`` in (0, 1]; γ → 0 gives ``t1t2``; with :math:`\nabla^2_w L_{train} = I`,
     γ = 1 − η and a linear outer loss it is exact. Cost per call: T steps, T transition VJPs and
-    T validation gradients. Memory: O(P + N) — no trajectory is stored; flat in T.
+    T validation gradients (+1 VJP and gradient at w_0 with a learned initialisation).
+    Memory: O(P + N) — no trajectory is stored; flat in T.
     """
-    check(isinstance(gamma, (int, float)) and 0 < gamma <= 1,
+    check(isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0 < gamma <= 1,
           f"gamma must be in (0, 1], got {gamma!r}; gamma -> 0 is t1t2 (use method='t1t2')")
     alpha = tree_detach(alpha)
     T = problem.T

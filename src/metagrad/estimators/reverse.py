@@ -22,7 +22,8 @@ __all__ = ["rmd", "trgu"]
 def rmd(problem, alpha, cost, *, checkpoint: int | None = None):
     r"""Full reverse-mode differentiation through the unrolled loop (RGU / "full").
 
-    Exact. Cost: T transition VJPs (+T recomputed steps with checkpointing).
+    Exact. Cost: T transition VJPs (+1 through a learned initialisation; +T recomputed steps
+    with checkpointing).
     Memory: O(T·P) activations without checkpointing; with ``checkpoint=k`` the loop is cut into
     segments of k steps, only segment-start states are stored (O(T/k·P)) and each segment is
     recomputed under a tape during the backward pass (O(k·P) activations).
