@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SCALE  ?= book
 
-.PHONY: setup book test lock bench clean
+.PHONY: setup book test lock bench clean notebooks
 
 setup: $(VENV)/.stamp
 
@@ -21,7 +21,12 @@ book: setup
 	$(PY) scripts/build_book.py --scale $(SCALE)
 
 test: setup
-	bash scripts/test.sh
+	PY=$(PY) bash scripts/test.sh
+
+# Re-execute notebooks/*.ipynb in place at their smoke defaults, so that the outputs nbval
+# compares are current (run it after changing a notebook or the library, then commit them).
+notebooks: setup
+	$(PY) scripts/build_book.py --refresh-sources
 
 bench: setup
 	$(PY) -m metagrad.bench
