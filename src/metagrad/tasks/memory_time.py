@@ -1,0 +1,136 @@
+r"""(FG)²U Figure 1: memory against the horizon T, and time against memory budget and processes.
+
+Three measurements on the benchmark's hyper-cleaning problem
+(:func:`metagrad.tasks.bench_problem.hyper_cleaning_mlp`):
+
+* :func:`memory_vs_T` — peak memory of each estimator against T (``track_memory=True``: the CUDA
+  allocator peak on a GPU, live tensor bytes on CPU; deterministic on CPU);
+* :func:`time_vs_chunk` — (FG)²U's wall time per hypergradient against the number of directions
+  pushed through the loop at once (``chunk``: the memory budget), with its peak memory;
+* :func:`time_vs_processes` — (FG)²U's wall time with its b directions sharded over 1..k
+  processes (``torch.distributed``, gloo on CPU), beside the ideal 1/k line.
+"""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import torch
+
+from .. import distributed
+from ..estimators import hypergrad
+from .bench_problem import hyper_cleaning_mlp
+
+__all__ = ["METHODS", "PAPER_FIGURE1", "memory_vs_T", "time_vs_chunk", "time_vs_processes",
+           "plot_memory", "plot_time"]
+
+#: estimator name -> options used in the memory sweep
+METHODS = {
+    "rmd": {}, "trgu": {"K": 5}, "hessian-free": {}, "neumann": {"K": 5}, "greedy": {"gamma": 0.9},
+    "t1t2": {}, "fo": {}, "fg2u": {"b": 8, "chunk": 8, "seed": 0},
+}
+
+#: Shen et al. 2024, Figure 1 (values read off the plot, ≈): CIFAR-100, IPC 50, on GPUs.
+PAPER_FIGURE1 = pd.DataFrame([
+    {"method": "trgu", "memory_GiB": 2.9, "s_per_step": 0.75},
+    {"method": "hessian-free", "memory_GiB": 2.85, "s_per_step": 0.75},
+    {"method": "fg2u (1 GPU, small budget)", "memory_GiB": 1.2, "s_per_step": 37.0},
+    {"method": "fg2u (1 GPU, 35 GiB budget)", "memory_GiB": 35.0, "s_per_step": 9.0},
+    {"method": "fg2u (8 GPUs)", "memory_GiB": None, "s_per_step": 1.5},
+])
+
+
+def _problem(cfg: dict, T: int, device="cpu"):
+    return hyper_cleaning_mlp(N=cfg["N"], hidden=cfg["hidden"], T=T, batch=cfg["batch"],
+                              seed=cfg.get("seed", 0), device=device)
+
+
+def memory_vs_T(cfg: dict, Ts, methods: dict | None = None, device="cpu") -> pd.DataFrame:
+    """One row per (method, T): peak memory in MiB and the cost counts of one hypergradient."""
+    rows = []
+    for T in Ts:
+        problem, alpha = _problem(cfg, T, device)
+        for name, options in (methods or METHODS).items():
+            res = hypergrad(problem, alpha, name, track_memory=True, **options)
+            rows.append({"method": name, "T": T, "peak_MiB": res.cost.peak_memory_bytes / 2**20,
+                         "jvps": res.cost.jvps, "vjps": res.cost.vjps, "hvps": res.cost.hvps,
+                         "memory_method": res.cost.memory_method})
+    return pd.DataFrame(rows)
+
+
+def _timed(problem, alpha, repeats: int, **options) -> float:
+    hypergrad(problem, alpha, "fg2u", **options)  # warm-up
+    times = []
+    for _ in range(repeats):
+        times.append(hypergrad(problem, alpha, "fg2u", **options).cost.wall_time_s)
+    return float(sorted(times)[len(times) // 2])
+
+
+def time_vs_chunk(cfg: dict, T: int, b: int, chunks, *, repeats: int = 3, device="cpu") -> pd.DataFrame:
+    """fg2u with ``b`` directions, ``chunk`` of them at a time: median seconds and peak MiB."""
+    problem, alpha = _problem(cfg, T, device)
+    rows = []
+    for c in chunks:
+        mem = hypergrad(problem, alpha, "fg2u", b=b, chunk=c, seed=0, track_memory=True)
+        rows.append({"chunk": c, "seconds": _timed(problem, alpha, repeats, b=b, chunk=c, seed=0),
+                     "peak_MiB": mem.cost.peak_memory_bytes / 2**20})
+    loop = _timed(problem, alpha, repeats, b=b, seed=0, vectorize=False)
+    rows.append({"chunk": "python loop", "seconds": loop, "peak_MiB": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _sharded_fg2u(cfg: dict, T: int, b: int, repeats: int):
+    """Runs in every process of a group: this rank's share of the b directions, all-reduced."""
+    problem, alpha = _problem(cfg, T)
+    hypergrad(problem, alpha, "fg2u", b=b, seed=0)
+    times = []
+    for _ in range(repeats):
+        torch.distributed.barrier()
+        start = time.perf_counter()
+        hypergrad(problem, alpha, "fg2u", b=b, seed=0)
+        times.append(time.perf_counter() - start)
+    return float(sorted(times)[len(times) // 2])
+
+
+def time_vs_processes(cfg: dict, T: int, b: int, processes, *, repeats: int = 3) -> pd.DataFrame:
+    """fg2u wall time with its b directions sharded over k processes (one thread each)."""
+    rows = []
+    for k in processes:
+        per_rank = distributed.launch(_sharded_fg2u, k, cfg, T, b, repeats, threads_per_process=1)
+        rows.append({"processes": k, "seconds": max(per_rank)})
+    df = pd.DataFrame(rows)
+    df["ideal_seconds"] = df["seconds"].iloc[0] / df["processes"]
+    df["speedup"] = df["seconds"].iloc[0] / df["seconds"]
+    return df
+
+
+def plot_memory(df: pd.DataFrame):
+    """Peak memory against T, one line per estimator (log-log)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=df, x="T", y="peak_MiB", hue="method", marker="o", ax=ax)
+    ax.set(xscale="log", yscale="log", xlabel="horizon T", ylabel="peak memory (MiB)",
+           title="Peak memory of one hypergradient against T")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_time(chunks: pd.DataFrame, procs: pd.DataFrame):
+    """(FG)²U time against the memory budget (chunk) and against the number of processes."""
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    vec = chunks[chunks["chunk"] != "python loop"]
+    a.plot(vec["peak_MiB"], vec["seconds"], "o-")
+    for _, r in vec.iterrows():
+        a.annotate(f"chunk={r['chunk']}", (r["peak_MiB"], r["seconds"]), fontsize=8)
+    a.set(xlabel="peak memory (MiB)", ylabel="seconds per hypergradient",
+          title="(FG)²U: time against memory budget")
+    b.plot(procs["processes"], procs["seconds"], "o-", label="measured")
+    b.plot(procs["processes"], procs["ideal_seconds"], "k--", label="ideal 1/k")
+    b.set(xlabel="processes", ylabel="seconds per hypergradient", xticks=list(procs["processes"]),
+          title="(FG)²U: time against processes")
+    b.legend()
+    fig.tight_layout()
+    return fig
