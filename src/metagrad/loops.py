@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._tree import same_structure, describe, tree_detach, tree_map
 from .errors import check, ConfigError

@@ -207,7 +207,8 @@ def fg2u_zo(problem, alpha, cost, *, b: int = 1, mu: float = 1e-4, scheme: str =
     r"""Zeroth-order (FG)²U: directional derivatives by finite differences of the black box.
 
     ``forward``: :math:`(F(\alpha+\mu v)-F(\alpha))/\mu` (b+1 solves, bias O(μ));
-    ``central``: :math:`(F(\alpha+\mu v)-F(\alpha-\mu v))/2\mu` (2b solves, bias O(μ²)).
+    ``central``: :math:`(F(\alpha+\mu v)-F(\alpha-\mu v))/2\mu` (2b + 1 solves, the +1 for the
+    reported F(α); bias O(μ²)).
     Works with any ``BlackBoxProblem.solve`` (numpy, scipy, ...): no derivatives at all.
     Reference: Shen et al. 2024, §3.3 (randomised smoothing), μ = 1e-4 in the PDE experiments.
     """
