@@ -60,7 +60,8 @@ def _git(*args: str) -> str | None:
 def provenance(config: dict, *, wall_time_s: float | None = None, device: str | None = None) -> dict:
     import numpy
     import metagrad
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    # dirty: tracked changes anywhere, or library code that git does not track yet
+    dirty = _git("status", "--porcelain", "--untracked-files=normal", "--", "src", "pyproject.toml")
     return {
         "config_hash": config_hash(config),
         "seed": config.get("seed"),
