@@ -1,0 +1,126 @@
+"""Tests of metagrad.tasks.condensation (data condensation, Shen et al. 2024 Table 1).
+
+Tiny configurations of the embedded digits (no data folder needed): 4×4 or 8×8 images, a
+depth-1 or depth-2 ConvNet of 2–8 channels, a handful of inner steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import metagrad as mg
+from metagrad import unroll
+from metagrad._tree import flatten
+from metagrad.errors import ConfigError
+from metagrad.tasks import condensation as C
+
+TINY = dict(dataset="digits", image_size=4, depth=1, width=2, ipc=1, T=3, inner_lr=0.3,
+            real_batch=16, pool_size=300, test_size=200, eval_steps=5, norm_eps=1e-3)
+
+
+def _setup(device="cpu", **changes):
+    return C.Setup(**{**TINY, "device": str(device), **changes})
+
+
+def test_rmd_matches_fmd_on_condensation(device):
+    setup = _setup(device, dtype="float64", inner_momentum=0.5, weight_decay=1e-3)
+    data = C.load_data(setup)
+    alpha = C.initial_images(setup, data, seed=0)
+    problem = C.make_problem(setup, data, seed=0, step=0)
+    assert alpha["images"].device.type == torch.device(device).type
+    exact = flatten(mg.hypergrad(problem, alpha, "rmd").grad)
+    forward = flatten(mg.hypergrad(problem, alpha, "fmd", chunk=40).grad)
+    assert exact.norm() > 0
+    assert torch.allclose(exact, forward, rtol=1e-9, atol=1e-12 * float(exact.abs().max()))
+
+
+def test_clipping_keeps_images_in_range():
+    setup = _setup()
+    data = C.load_data(setup)
+    records, alpha = C._run_phases(setup, data, [C.Phase("trgu", 5, {"K": 1}, lr=1.0)], seed=0)
+    x = alpha["images"]
+    assert len(records) == 5 and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert bool((x == 0).any()) and bool((x == 1).any())  # lr=1 pushed pixels onto both bounds
+    clipped = C.clip({"images": torch.tensor([-0.5, 0.25, 1.5])})["images"]
+    assert clipped.tolist() == [0.0, 0.25, 1.0]
+
+
+def _expected_meta_loss(setup, data, alpha, n=6):
+    """F(α) averaged over n fixed (net init, real batch) draws that training never sees."""
+    vals = []
+    for k in range(n):
+        problem = C.make_problem(setup, data, seed=12345, step=k)
+        w = unroll.run(problem, alpha)[0]
+        with torch.no_grad():
+            vals.append(float(problem.outer_loss(w, alpha, problem.outer_batch)))
+    return float(np.mean(vals))
+
+
+def test_outer_steps_reduce_the_meta_loss():
+    setup = _setup(image_size=8, depth=2, width=8, T=5, inner_lr=0.1, real_batch=64, pool_size=1200,
+                   test_size=500)
+    data = C.load_data(setup)
+    alpha0 = C.initial_images(setup, data, seed=0)
+    _, alpha = C._run_phases(setup, data, [C.Phase("rmd", 25, {}, lr=0.02)], seed=0)
+    before, after = _expected_meta_loss(setup, data, alpha0), _expected_meta_loss(setup, data, alpha)
+    assert after < before - 0.02, (before, after)  # seeds 0, 1, 2 give -0.046, -0.036, -0.033
+
+
+def test_resume_after_interruption_gives_the_same_run(tmp_path):
+    setup = _setup()
+    data = C.load_data(setup)
+    # phase 1 checkpoints every 10 outer steps; the run is stopped at its outer step 12
+    phases = [C.Phase("hessian-free", 4, {}, 0.05), C.Phase("fg2u", 14, {"b": 2}, 0.05)]
+    ref_records, ref = C._run_phases(setup, data, phases, seed=1)
+    calls = {"n": 0}
+
+    def evaluate(alpha, stop_at=None):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            raise KeyboardInterrupt
+        return {}
+    with pytest.raises(KeyboardInterrupt):
+        C._run_phases(setup, data, phases, seed=1, evaluate_fn=lambda a: evaluate(a, 4 + 12),
+                      eval_every=1, checkpoint_dir=tmp_path)
+    assert len(list(tmp_path.glob("*phase0*.pt"))) == 1 and len(list(tmp_path.glob("*phase1*.pt"))) == 1
+    calls["n"] = 0
+    records, alpha = C._run_phases(setup, data, phases, seed=1, evaluate_fn=evaluate, eval_every=1,
+                                   checkpoint_dir=tmp_path)
+    assert calls["n"] == 14 - 10  # only the steps after the last checkpoint were run again
+    assert torch.equal(alpha["images"], ref["images"])
+    assert [r["outer_loss"] for r in records] == [r["outer_loss"] for r in ref_records]
+    assert [r["step"] for r in records] == list(range(1, 19))
+
+
+def test_cifar_configuration_fails_with_a_clear_message():
+    with pytest.raises(ConfigError, match=r"CIFAR-10 .*load_cifar10.*cifar-10-batches-py"):
+        C.load_data(C.Setup(dataset="cifar10", depth=3))
+    with pytest.raises(ConfigError, match=r"'cifar100' \(CIFAR-100\).*remove 'cifar100' from `datasets`"):
+        C.run_table1(C.Setup(), {"RGU (full)": {"method": "rmd"}}, datasets=("digits", "cifar100"))
+
+
+def test_degenerate_depth_is_refused():
+    with pytest.raises(ConfigError, match="average every feature map to 0"):
+        C.Setup(dataset="digits", image_size=8, depth=3)
+
+
+def test_paper_table_has_every_cell():
+    t = C.PAPER_TABLE1
+    assert len(t) == 9 * 5 + 3
+    row = t[(t.data == "MNIST") & (t.ipc == 1) & (t.method == "(FG)²U")].iloc[0]
+    assert (row.acc, row.pm) == (82.44, 0.68)
+
+
+def test_fg2u_cosine_follows_lemma_3_1():
+    """The cosine of (FG)²U with the exact gradient, averaged over directions, matches
+    1/sqrt(1 + (N-1)/b) (first-order consequence of Lemma 3.1) within its sampling error."""
+    setup = _setup(dtype="float64")
+    data = C.load_data(setup)
+    alpha = C.initial_images(setup, data, seed=0)
+    problem = C.make_problem(setup, data, seed=0, step=0)
+    g = flatten(mg.hypergrad(problem, alpha, "rmd").grad)
+    N, b, reps = g.numel(), 8, 40
+    cos = [C._cos(flatten(mg.hypergrad(problem, alpha, "fg2u", b=b, seed=s).grad), g) for s in range(reps)]
+    expected = C.fg2u_expected_cosine(N, b)
+    assert abs(np.mean(cos) - expected) < 4 * np.std(cos) / np.sqrt(reps) + 0.02 * expected, (np.mean(cos), expected)
