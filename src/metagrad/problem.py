@@ -139,7 +139,9 @@ def minibatches(data: Any, batch_size: int, *, seed: int = 0) -> Callable[[int],
     def perm(epoch: int) -> torch.Tensor:
         # numpy, not torch: a schedule may first be read inside torch.func.vmap, where torch's
         # random operations are refused.
+        # Only the current epoch is kept: a cache over all epochs would grow with T.
         if epoch not in cache:
+            cache.clear()
             rng = np.random.default_rng(seed * 100_003 + epoch)
             cache[epoch] = torch.from_numpy(rng.permutation(n))
         return cache[epoch]
