@@ -1,0 +1,397 @@
+r"""The two-dimensional toy problem of the generalized greedy paper (Figure 2).
+
+Taken by the paper from Shaban et al. (2019), PAPERS.md part B.3:
+
+.. math::
+    L_{train}(w, \alpha) = \tfrac12 (w - \alpha)^\top G (w - \alpha), \quad G = \mathrm{diag}(1, \tfrac12),
+    \qquad L_{val}(w) = \|w\|^2 + 10\,\|\sin w\|^2,
+
+``w, α ∈ R²``; inner plain SGD (lr 0.1) for T steps from ``w_0 = (2, 2)``; outer plain SGD
+(lr 0.1) from ``α_0 = (1, 1)``. Every outer step starts the inner run afresh from ``w_0``.
+Because SGD on a quadratic is linear, the unrolled solution has a closed form,
+
+.. math:: w_T = \alpha + A^T (w_0 - \alpha),\quad A = I - \eta G, \qquad
+          \nabla F(\alpha) = (I - A^T)\,\nabla L_{val}(w_T),\quad
+          \nabla L_{val}(w) = 2w + 10 \sin 2w,
+
+(:func:`exact_hypergrad`, checked against ``rmd`` and finite differences by the tests).
+
+Each method follows its *own* trajectory of α; at every iterate we record the validation
+loss :math:`F(\alpha_k)` and the cosine between the method's hypergradient and the exact one
+(``rmd``) at that same iterate. One result file per (T, method, seed) through
+:func:`metagrad.results.cached`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import BilevelProblem, SGD, hypergrad
+from ..errors import ConfigError, check
+from ..results import cached, repo_root
+
+__all__ = ["ToyConfig", "ToyResult", "make_problem", "exact_hypergrad", "val_loss", "resolve_device",
+           "method_runs", "trajectory", "run", "summary_table", "claims_table", "check_claims",
+           "cost_check", "plot_curves", "facts", "setup_table"]
+
+#: Methods by their name in :func:`metagrad.hypergrad`; greedy runs at every γ in
+#: ``ToyConfig.gammas`` and (FG)²U at every b in ``ToyConfig.fg2u_bs``.
+METHODS = ("rmd", "neumann", "t1t2", "greedy", "fg2u")
+STOCHASTIC = {"fg2u"}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else the CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Everything that defines the toy experiment (defaults: the paper's setting, smoke length)."""
+    scale: str = "smoke"
+    horizons: tuple = (5, 10)
+    methods: tuple = METHODS
+    gammas: tuple = (0.9, 0.5, 0.3)
+    fg2u_bs: tuple = (1, 2)
+    neumann_K: int = 5
+    seeds: tuple = (0,)                 # seeds of the stochastic method (FG)²U
+    steps: int = 1000
+    inner_lr: float = 0.1
+    outer_lr: float = 0.1
+    G: tuple = (1.0, 0.5)
+    w0: tuple = (2.0, 2.0)
+    alpha0: tuple = (1.0, 1.0)
+    on_par: float = 0.05                # |Δ mean cosine| that counts as "on par"
+    device: str = "auto"
+    dtype: str = "float64"
+    results_dir: str = "results/greedy_toy"
+
+    def __post_init__(self):
+        unknown = sorted(set(self.methods) - set(METHODS))
+        check(not unknown, f"unknown methods {unknown}; choose from {list(METHODS)}")
+        check(all(0 < g <= 1 for g in self.gammas), f"gammas must be in (0, 1], got {self.gammas}")
+        check(all(isinstance(t, int) and t >= 1 for t in self.horizons), f"horizons must be integers >= 1, got {self.horizons}")
+        check(isinstance(self.steps, int) and self.steps >= 1, f"steps must be an integer >= 1, got {self.steps!r}")
+        check(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}")
+        check(len(self.G) == len(self.w0) == len(self.alpha0), "G, w0 and alpha0 must have the same length")
+
+    @classmethod
+    def from_params(cls, **params) -> "ToyConfig":
+        """From a notebook's parameters: lists become tuples, unknown keys are refused."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(f"ToyConfig has no field(s) {unknown}; fields: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+
+    def problem_key(self) -> dict:
+        """The fields that define one run's computation (not where it is stored or shown)."""
+        d = asdict(self)
+        for k in ("scale", "horizons", "methods", "gammas", "fg2u_bs", "seeds", "on_par", "device",
+                  "results_dir"):
+            d.pop(k)
+        return d
+
+
+# ------------------------------------------------------------------------------ the problem
+def val_loss(w: torch.Tensor) -> torch.Tensor:
+    r""":math:`L_{val}(w) = \|w\|^2 + 10\|\sin w\|^2`."""
+    return (w ** 2).sum() + 10 * (torch.sin(w) ** 2).sum()
+
+
+def _inner(w, a, batch):
+    d = w["w"] - a["alpha"]
+    return 0.5 * (d * batch["G"] * d).sum()
+
+
+def _outer(w, a, batch):
+    return val_loss(w["w"])
+
+
+def make_problem(T: int, *, G=(1.0, 0.5), w0=(2.0, 2.0), alpha0=(1.0, 1.0), inner_lr: float = 0.1,
+                 dtype=torch.float64, device="cpu") -> tuple[BilevelProblem, dict]:
+    """``(problem, alpha0)`` of the toy problem with horizon ``T`` on ``device``."""
+    kw = dict(dtype=dtype, device=device)
+    data = {"G": torch.tensor(G, **kw)}
+    problem = BilevelProblem(_inner, _outer, init={"w": torch.tensor(w0, **kw)}, optimizer=SGD(lr=inner_lr),
+                             T=T, inner_batches=data, outer_batch=data)
+    return problem, {"alpha": torch.tensor(alpha0, **kw)}
+
+
+def exact_hypergrad(problem: BilevelProblem, alpha: dict) -> dict:
+    r"""Closed form :math:`\nabla F = (I - A^T)\nabla L_{val}(w_T)`, :math:`A = I - \eta G`."""
+    a, G, eta = alpha["alpha"], problem.outer_batch["G"], problem.optimizer.lr
+    decay = (1 - eta * G) ** problem.T
+    w_T = a + decay * (problem.init["w"] - a)
+    return {"alpha": (1 - decay) * (2 * w_T + 10 * torch.sin(2 * w_T))}
+
+
+# ------------------------------------------------------------------------------ one run
+def method_runs(cfg: ToyConfig) -> list[tuple[str, str, dict, int]]:
+    """``(key, method, options, seed)`` of every run at one horizon, in display order."""
+    out = []
+    for m in cfg.methods:
+        if m == "greedy":
+            out += [(f"greedy{g:g}", m, {"gamma": g}, 0) for g in cfg.gammas]
+        elif m == "fg2u":
+            out += [(f"fg2u-b{b}", m, {"b": b}, s) for b in cfg.fg2u_bs for s in cfg.seeds]
+        elif m == "neumann":
+            out.append((f"ift{cfg.neumann_K}", m, {"K": cfg.neumann_K}, 0))
+        else:
+            out.append((m, m, {}, 0))
+    return out
+
+
+def label(key: str) -> str:
+    """Display name of a run key (``greedy0.9`` → ``greedy γ=0.9``)."""
+    if key.startswith("greedy"):
+        return f"greedy γ={key[6:]}"
+    if key.startswith("fg2u-b"):
+        return f"(FG)²U b={key[6:]}"
+    if key.startswith("ift"):
+        return f"IFT({key[3:]})"
+    return {"rmd": "full (RMD)", "t1t2": "T1−T2"}[key]
+
+
+def _cosine(g: torch.Tensor, e: torch.Tensor, tol: float = 1e-8) -> float:
+    """cos(g, e); NaN where either vector is below ``tol`` in norm: at a stationary point of
+    F (``e`` ≈ 0) there is no direction to match, and once a method's own hypergradient has
+    vanished (``g`` ≈ 0, its iteration has stopped) its direction is rounding noise."""
+    ne, ng = float(e.norm()), float(g.norm())
+    if ne < tol or ng < tol:
+        return math.nan
+    return float(g @ e) / (ng * ne)
+
+
+def _sig(x: float, digits: int = 6) -> float:
+    return float(f"{x:.{digits}g}") if math.isfinite(x) else x
+
+
+def trajectory(cfg: ToyConfig, T: int, method: str, options: dict, seed: int = 0) -> dict:
+    """Outer SGD on α for ``cfg.steps`` steps with ``method``; at each iterate α_k the loss
+    F(α_k) and the cosine with the exact (``rmd``) hypergradient at α_k. JSON-ready."""
+    device = resolve_device(cfg.device)
+    problem, alpha = make_problem(T, G=cfg.G, w0=cfg.w0, alpha0=cfg.alpha0, inner_lr=cfg.inner_lr,
+                                  dtype=getattr(torch, cfg.dtype), device=device)
+    problem.validate(alpha)
+    losses, cosines, cost = [], [], None
+    for step in range(cfg.steps):
+        opts = dict(options)
+        if method in STOCHASTIC:
+            opts["seed"] = seed * 1_000_003 + step
+        res = hypergrad(problem, alpha, method, validate=False, **opts)
+        exact = res if method == "rmd" else hypergrad(problem, alpha, "rmd", validate=False)
+        losses.append(_sig(float(res.loss)))
+        cosines.append(_sig(_cosine(res.grad["alpha"], exact.grad["alpha"])))
+        cost = cost or {k: getattr(res.cost, k) for k in ("jvps", "vjps", "hvps", "inner_steps")}
+        alpha = {"alpha": alpha["alpha"] - cfg.outer_lr * res.grad["alpha"]}
+    return {"loss": losses, "cosine": cosines, "alpha_final": [_sig(x) for x in alpha["alpha"].tolist()],
+            "cost": cost}
+
+
+# ------------------------------------------------------------------------------ the experiment
+@dataclass
+class ToyResult:
+    """``curves``: one row per (T, run, seed, step) with ``loss`` and ``cosine``; ``runs``: one
+    row per (T, run, seed) with the final loss, the mean cosine and the cost of one hypergradient."""
+    curves: pd.DataFrame
+    runs: pd.DataFrame
+    wall_time_s: float
+    config: ToyConfig = field(repr=False, default=None)
+
+
+def run(cfg: ToyConfig, *, force: bool = False) -> ToyResult:
+    """Every (T, method, seed) trajectory, each a cached JSON file under
+    ``results_dir/<scale>/``; finished runs are loaded, never recomputed."""
+    start = time.perf_counter()
+    out_dir = repo_root() / cfg.results_dir / cfg.scale
+    curves, rows = [], []
+    for T in cfg.horizons:
+        for key, method, options, seed in method_runs(cfg):
+            run_cfg = {"problem": cfg.problem_key(), "T": T, "method": method, "options": options, "seed": seed}
+            payload = cached(Path(out_dir) / f"T{T}_{key}_s{seed}.json", run_cfg, force=force,
+                             compute=lambda: trajectory(cfg, T, method, options, seed),
+                             device=str(resolve_device(cfg.device)))
+            r = payload["result"]
+            loss = np.array(r["loss"], dtype=float)
+            cos = np.array(r["cosine"], dtype=float)
+            curves.append(pd.DataFrame({"T": T, "key": key, "method": label(key), "seed": seed,
+                                        "step": np.arange(len(loss)), "loss": loss, "cosine": cos}))
+            increase = float(np.max(np.diff(loss), initial=0.0))
+            rows.append({"T": T, "key": key, "method": label(key), "seed": seed,
+                         "final loss": loss[-1], "min loss": loss.min(),
+                         "mean cosine": float(np.nanmean(cos)) if np.isfinite(cos).any() else math.nan,
+                         "largest increase": increase,
+                         "#JVPs": r["cost"]["jvps"] + r["cost"]["vjps"] + r["cost"]["hvps"],
+                         "alpha_final": tuple(r["alpha_final"]),
+                         "run_wall_time_s": payload["provenance"]["wall_time_s"]})
+    return ToyResult(pd.concat(curves, ignore_index=True), pd.DataFrame(rows),
+                     time.perf_counter() - start, cfg)
+
+
+def summary_table(result: ToyResult) -> pd.DataFrame:
+    """Per (T, method): final and minimum validation loss, mean cosine with the exact
+    hypergradient over the run, largest one-step increase of the loss (mean over seeds)."""
+    g = result.runs.groupby(["T", "key", "method"], sort=False)
+    t = g[["final loss", "min loss", "mean cosine", "largest increase", "#JVPs"]].mean().reset_index()
+    t["seeds"] = g.size().to_numpy()
+    t = t.drop(columns="key").round({"final loss": 4, "min loss": 4, "mean cosine": 3, "largest increase": 4})
+    t["#JVPs"] = t["#JVPs"].astype(int)
+    return t
+
+
+# ------------------------------------------------------------------------------ the paper's claims
+def claims_table(result: ToyResult) -> pd.DataFrame:
+    """The paper's four claims about Figure 2, checked at every horizon that was run:
+
+    * ``best-loss@T`` — greedy γ=0.9 ends with the lowest validation loss of all methods;
+    * ``cos>t1t2(γ)@T`` — greedy's mean cosine with the exact hypergradient exceeds T1−T2's;
+    * ``ift~greedy@T`` — IFT's mean cosine is within ``on_par`` of greedy γ=0.9's;
+    * ``nonmonotone@10`` — greedy γ=0.9's validation loss is not monotone at T = 10
+      (some outer step increases it by more than 1e-6).
+    """
+    cfg = result.config
+    runs = result.runs.groupby(["T", "key"], sort=False)[["final loss", "mean cosine", "largest increase"]].mean()
+    rows = []
+
+    def add(cid, text, T, holds, detail):
+        rows.append({"id": cid, "claim": text, "T": T, "paper": "claimed (Fig. 2)", "measured": detail,
+                     "holds": bool(holds)})
+    for T in cfg.horizons:
+        r = runs.loc[T]
+        if "greedy0.9" in r.index:
+            others = r.drop(index="greedy0.9")
+            best = others["final loss"].idxmin()
+            add(f"best-loss@{T}", "greedy γ=0.9 reaches the lowest validation loss", T,
+                r.loc["greedy0.9", "final loss"] <= others["final loss"].min() + 1e-9,
+                f"greedy γ=0.9 {r.loc['greedy0.9', 'final loss']:.3f}; best other {label(best)} "
+                f"{others['final loss'].min():.3f}")
+        for g in cfg.gammas:
+            k = f"greedy{g:g}"
+            if k in r.index and "t1t2" in r.index:
+                add(f"cos>t1t2({g:g})@{T}", f"cosine: greedy γ={g:g} > T1−T2", T,
+                    r.loc[k, "mean cosine"] > r.loc["t1t2", "mean cosine"],
+                    f"greedy {r.loc[k, 'mean cosine']:.3f}, T1−T2 {r.loc['t1t2', 'mean cosine']:.3f}")
+        ift = f"ift{cfg.neumann_K}"
+        if ift in r.index and "greedy0.9" in r.index:
+            d = r.loc[ift, "mean cosine"] - r.loc["greedy0.9", "mean cosine"]
+            add(f"ift~greedy@{T}", f"cosine: IFT({cfg.neumann_K}) on par with greedy γ=0.9 (|Δ| ≤ {cfg.on_par:g})",
+                T, abs(d) <= cfg.on_par,
+                f"IFT {r.loc[ift, 'mean cosine']:.3f}, greedy {r.loc['greedy0.9', 'mean cosine']:.3f}")
+        if T == 10 and "greedy0.9" in r.index:
+            inc = r.loc["greedy0.9", "largest increase"]
+            add("nonmonotone@10", "greedy γ=0.9's validation loss is not monotone", T, inc > 1e-6,
+                f"largest one-step increase {inc:.4f}")
+    return pd.DataFrame(rows, columns=["id", "claim", "T", "paper", "measured", "holds"])
+
+
+def check_claims(result: ToyResult, hold=(), fail=()) -> pd.DataFrame:
+    """Raise ``AssertionError`` unless every claim id in ``hold`` holds and every one in
+    ``fail`` does not (an id that was not evaluated is an error too). Returns the claims."""
+    c = claims_table(result).set_index("id")
+    missing = sorted((set(hold) | set(fail)) - set(c.index))
+    if missing:
+        raise ConfigError(f"claims {missing} were not evaluated; evaluated: {list(c.index)}")
+    wrong = [i for i in hold if not c.loc[i, "holds"]] + [i for i in fail if c.loc[i, "holds"]]
+    if wrong:
+        raise AssertionError(f"claims not as expected: {c.loc[wrong].to_dict('index')}")
+    return c.reset_index()
+
+
+def cost_check(result: ToyResult) -> pd.DataFrame:
+    """Products per hypergradient measured by the library against each method's definition:
+    RMD T VJPs, IFT(K) K+1 HVPs, T1−T2 1 VJP, greedy T VJPs, (FG)²U T·b JVPs."""
+    r = result.runs.drop_duplicates(["T", "key"])
+
+    def expected(T, key):
+        if key.startswith("ift"):
+            return int(key[3:]) + 1
+        if key.startswith("fg2u-b"):
+            return T * int(key[6:])
+        return {"t1t2": 1}.get(key, T)
+    exp = [expected(T, k) for T, k in zip(r["T"], r["key"])]
+    return pd.DataFrame({"T": r["T"], "method": r["method"], "#JVPs measured": r["#JVPs"],
+                         "#JVPs by definition": exp, "ok": r["#JVPs"].to_numpy() == np.array(exp)}
+                        ).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------ presentation
+def plot_curves(result: ToyResult, *, smooth: int = 25):
+    """Figure 2: validation loss (top) and cosine with the exact hypergradient (bottom) against
+    outer steps, one column per horizon. (FG)²U's cosine is a rolling mean over ``smooth``
+    steps (it is a fresh random draw every step) and averaged over seeds."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    cfg, c = result.config, result.curves.copy()
+    c["step"] = c["step"] + 1
+    noisy = c.key.str.startswith("fg2u")
+    c.loc[noisy, "cosine"] = (c[noisy].groupby(["T", "key", "seed"])["cosine"]
+                              .transform(lambda s: s.rolling(smooth, min_periods=1).mean()))
+    c = c.groupby(["T", "key", "method", "step"], sort=False)[["loss", "cosine"]].mean().reset_index()
+    order = list(dict.fromkeys(c.method))
+    palette = dict(zip(order, sns.color_palette("tab10", len(order))))
+    fig, axes = plt.subplots(2, len(cfg.horizons), figsize=(4.2 * len(cfg.horizons) + 1.5, 6.4),
+                             squeeze=False, sharex=True)
+    for j, T in enumerate(cfg.horizons):
+        cT = c[c["T"] == T]
+        for m in order:
+            cm = cT[cT.method == m]
+            ls = "--" if m.startswith("(FG)") else "-"
+            axes[0][j].plot(cm.step, cm.loss, ls, color=palette[m], lw=1.2, label=m)
+            axes[1][j].plot(cm.step, cm.cosine, ls, color=palette[m], lw=1.0)
+        axes[0][j].set_title(f"T = {T}")
+        axes[0][j].set_yscale("symlog", linthresh=1e-2)
+        axes[1][j].set_ylim(-1.05, 1.05)
+        axes[1][j].set_xlabel("outer step")
+        axes[1][j].set_xscale("log")
+    axes[0][0].set_ylabel("validation loss F(α)")
+    axes[1][0].set_ylabel("cos(ĝ, exact)")
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.0))
+    fig.tight_layout()
+    return fig
+
+
+def _tup(xs) -> str:
+    return ", ".join(f"{x:g}" for x in xs)
+
+
+def setup_table(cfg: ToyConfig) -> pd.DataFrame:
+    """Our settings beside the paper's (PAPERS.md B.3)."""
+    rows = [
+        ("problem", f"L_train = ½(w−α)ᵀG(w−α), G = diag({_tup(cfg.G)}); L_val = ‖w‖² + 10‖sin w‖²",
+         "G = diag(1, 1/2), same losses"),
+        ("start", f"w₀ = ({_tup(cfg.w0)}), α₀ = ({_tup(cfg.alpha0)})", "w₀ = (2, 2), α₀ = (1, 1)"),
+        ("inner / outer optimiser", f"SGD lr {cfg.inner_lr:g} / SGD lr {cfg.outer_lr:g}", "SGD lr 0.1 / SGD lr 0.1"),
+        ("horizons T", ", ".join(map(str, cfg.horizons)), "5, 10 (text: also 20)"),
+        ("outer steps", str(cfg.steps), "1 000"),
+        ("methods", "full (RMD), IFT(%d) (Neumann), T1−T2, greedy γ ∈ {%s}, (FG)²U b ∈ {%s}" % (
+            cfg.neumann_K, ", ".join(f"{g:g}" for g in cfg.gammas), ", ".join(map(str, cfg.fg2u_bs))),
+         "full, IFT(2 or 5), T1−T2, greedy γ ∈ {0.9, 0.5, 0.3}"),
+        ("(FG)²U seeds", str(len(cfg.seeds)), "—"),
+    ]
+    return pd.DataFrame(rows, columns=["", "ours", "paper"])
+
+
+def facts(result: ToyResult) -> dict:
+    """Numbers and sentences for the page's prose (to ``glue``)."""
+    c = claims_table(result)
+    runs = result.runs.groupby(["T", "key"])[["final loss", "mean cosine"]].mean()
+    fmt = lambda d: "; ".join(f"{t} at T = {T} ({m})" for t, T, m in zip(d.claim, d["T"], d.measured)) or "none"  # noqa: E731
+    out = {"steps": result.config.steps, "horizons": ", ".join(map(str, result.config.horizons)),
+           "n_holds": int(c.holds.sum()), "n_claims": len(c),
+           "holds": fmt(c[c.holds]), "fails": fmt(c[~c.holds])}
+    for T in result.config.horizons:
+        for key in ("rmd", "t1t2", "greedy0.9", f"ift{result.config.neumann_K}"):
+            if (T, key) in runs.index:
+                k = key.replace(".", "")
+                out[f"loss_{k}_T{T}"] = round(float(runs.loc[(T, key), "final loss"]), 3)
+                out[f"cos_{k}_T{T}"] = round(float(runs.loc[(T, key), "mean cosine"]), 3)
+    return out
