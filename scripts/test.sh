@@ -33,6 +33,8 @@ if [ -z "${METAGRAD_DATA:-}" ] && [ -d ../shared/data ]; then
     export METAGRAD_DATA
 fi
 export PYDEVD_DISABLE_FILE_VALIDATION=1
+# small problems run faster and steadier on one thread per process
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 STAGES=()
 passed=0
