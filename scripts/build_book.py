@@ -215,15 +215,31 @@ def stored_hash(path: Path) -> str | None:
     return nb.metadata.get(META_KEY, {}).get("hash")
 
 
+def declared_parameters(src: Path) -> set[str]:
+    """Names assigned at the top level of the cell tagged `parameters` (parsed with ast, which,
+    unlike papermill's line-by-line inference, reads multi-line literals)."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(src, as_version=4)
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:
+                targets = node.targets if isinstance(node, ast.Assign) else (
+                    [node.target] if isinstance(node, ast.AnnAssign) else [])
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
 def load_params(name: str, path: Path | None, src: Path) -> dict:
     if path is None:
         return {}
-    import papermill
-
     params = yaml.safe_load(path.read_text(encoding="utf8")) or {}
     if not isinstance(params, dict):
         raise BuildError(f"{rel(path)}: expected a mapping of parameter names to values")
-    declared = papermill.inspect_notebook(str(src))
+    declared = declared_parameters(src)
     if not declared:
         raise BuildError(f"{rel(src)} has no cell tagged `parameters`, but {rel(path)} sets {sorted(params)}")
     unknown = sorted(set(params) - set(declared))
