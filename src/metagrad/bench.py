@@ -27,7 +27,8 @@ inner steps — is measured first, then every estimator. Wall time and memory ar
   estimator's largest measured T, or from a prior ratio to the floor when it has not run yet —
   (``fmd``: from ``fg2u`` at the same T, times N/b) and the run is skipped
   (``status='skipped'``, reason in ``note``) when the projection exceeds
-  ``--budget-s``; likewise when the projected memory exceeds 80 % of the free memory (``fmd``
+  ``--budget-s``; likewise when the projected memory (linear in T for rmd, √T with checkpointing,
+  flat otherwise) exceeds 80 % of the free memory (``fmd``
   is checked against its own need, about 3·N·P numbers: "skipped: needs X GiB").
 
 Sections (each flag selects one; with none given, all run): ``--sweep`` (the table above),
@@ -92,6 +93,7 @@ class Variant:
     options: Callable[[int, Any], dict] = lambda T, cfg: {}
     prior: Callable[[Any], float] = lambda cfg: 3.0
     directions: Callable[[Any], int] = lambda cfg: 0
+    mem_growth: float = 0.0  # memory ~ T ** mem_growth, for the projection (rmd: 1, checkpointed: 1/2)
 
 
 def _ckpt(T: int) -> int:
@@ -99,8 +101,9 @@ def _ckpt(T: int) -> int:
 
 
 VARIANTS: list[Variant] = [
-    Variant("rmd", "rmd", prior=lambda c: 3.0),
-    Variant("rmd-ckpt", "rmd", lambda T, c: {"checkpoint": _ckpt(T)}, prior=lambda c: 4.0),
+    Variant("rmd", "rmd", prior=lambda c: 3.0, mem_growth=1.0),
+    Variant("rmd-ckpt", "rmd", lambda T, c: {"checkpoint": _ckpt(T)}, prior=lambda c: 4.0,
+            mem_growth=0.5),
     Variant("trgu", "trgu", lambda T, c: {"K": min(10, T)}, prior=lambda c: 3.0),
     Variant("fg2u", "fg2u", lambda T, c: {"b": c.b, "chunk": 32, "seed": c.seed},
             prior=lambda c: 4.0 * c.b, directions=lambda c: c.b),
@@ -115,7 +118,7 @@ VARIANTS: list[Variant] = [
     Variant("neumann", "neumann", lambda T, c: {"K": 5}, prior=lambda c: 1.5),
     Variant("cg", "cg", lambda T, c: {"K": 5}, prior=lambda c: 1.5),
     Variant("hessian-free", "hessian-free", prior=lambda c: 1.5),
-    Variant("torchopt", "torchopt", prior=lambda c: 3.0),
+    Variant("torchopt", "torchopt", prior=lambda c: 3.0, mem_growth=1.0),
 ]
 _BY_LABEL = {v.label: v for v in VARIANTS}
 FLOOR = "floor"
@@ -305,7 +308,9 @@ class Runner:
         prev = self._previous(label, T)
         if prev is not None:
             mem = prev["peak_mem_bytes"]
-            return prev["time_s"] * T / prev["T"], (None if mem is None else mem * T / prev["T"])
+            growth = _BY_LABEL[label].mem_growth if label in _BY_LABEL else 0.0
+            return (prev["time_s"] * T / prev["T"],
+                    None if mem is None else mem * (T / prev["T"]) ** growth)
         if label == FLOOR:
             return None, None
         fg = self.rows.get(("fg2u", T))
@@ -359,11 +364,11 @@ class Runner:
             if need > 0.8 * free:
                 return self._skip(row, f"skipped: needs {need / GiB:.1f} GiB "
                                        f"(N·P = {cfg.N:,}·{cfg.P_actual:,}; {free / GiB:.1f} GiB free)")
+        if label != FLOOR and est_t is not None and est_t > cfg.budget_s:
+            return self._skip(row, f"skipped: projected {est_t:.0f} s per call > budget {cfg.budget_s:g} s")
         if est_mem is not None and est_mem > 0.8 * free:
             return self._skip(row, f"skipped: needs ~{est_mem / GiB:.1f} GiB (projected from smaller T; "
                                    f"{free / GiB:.1f} GiB free)")
-        if label != FLOOR and est_t is not None and est_t > cfg.budget_s:
-            return self._skip(row, f"skipped: projected {est_t:.0f} s per call > budget {cfg.budget_s:g} s")
         problem, alpha = self.problem(T)
         notes = []
         # time: warm-up, then the median of untracked repeats
