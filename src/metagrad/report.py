@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["mean_ci", "summarise", "fmt_mean_ci", "side_by_side", "welch_greater"]
+__all__ = ["mean_ci", "summarise", "fmt_mean_ci", "side_by_side", "welch_greater", "best_by"]
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
@@ -51,3 +51,14 @@ def welch_greater(a, b) -> float:
     if len(a) < 2 or len(b) < 2:
         return math.nan
     return float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+
+
+def best_by(df: pd.DataFrame, by: list[str], param: str, value: str) -> dict:
+    """For each group of ``by``, the ``param`` whose mean ``value`` is largest (e.g. γ chosen on
+    validation accuracy). Keys are tuples of plain Python values."""
+    if df.empty:
+        return {}
+    means = df.groupby([*by, param])[value].mean().reset_index()
+    best = means.loc[means.groupby(by)[value].idxmax()]
+    plain = lambda x: x.item() if hasattr(x, "item") else x  # noqa: E731
+    return {tuple(plain(r[c]) for c in by): float(r[param]) for _, r in best.iterrows()}

@@ -54,7 +54,8 @@ from ..errors import ConfigError, check
 from ..loops import OuterConfig, outer_loop
 from ..optim import Momentum
 from ..problem import BilevelProblem
-from ..report import mean_ci, fmt_mean_ci, welch_greater
+from ..config import config_from_params
+from ..report import best_by, mean_ci, fmt_mean_ci, welch_greater
 from ..results import cached, repo_root
 
 __all__ = ["PAPER_1SHOT", "PAPER_10SHOT", "FewShotConfig", "FewShotData", "FewShotResult",
@@ -147,13 +148,7 @@ class FewShotConfig:
     @classmethod
     def from_params(cls, **params) -> "FewShotConfig":
         """From a notebook's parameters: lists become tuples, unknown keys are refused."""
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(f"FewShotConfig has no field(s) {unknown}; fields: {sorted(known)}")
-        fix = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
-               for k, v in params.items()}
-        return cls(**fix)
+        return config_from_params(cls, params)
 
     @property
     def torch_dtype(self):
@@ -448,12 +443,8 @@ def run(cfg: FewShotConfig, *, progress: bool = False, force: bool = False) -> F
 
 
 def _choose_gamma(runs: pd.DataFrame) -> dict:
-    g = runs[runs.method == "greedy"]
-    if g.empty:
-        return {}
-    means = g.groupby(["shot", "way", "gamma"])["select_acc"].mean().reset_index()
-    best = means.loc[means.groupby(["shot", "way"])["select_acc"].idxmax()]
-    return {(int(r.shot), int(r.way)): float(r.gamma) for r in best.itertuples()}
+    """γ of greedy chosen on the selection episodes, per (shot, way)."""
+    return best_by(runs[runs.method == "greedy"], ["shot", "way"], "gamma", "select_acc")
 
 
 def reported(runs: pd.DataFrame, chosen: dict) -> pd.DataFrame:

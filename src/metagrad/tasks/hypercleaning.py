@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from .. import BilevelProblem, Momentum, unroll
 from ..errors import ConfigError, check
 from ..loops import OuterConfig, outer_loop
-from ..report import fmt_mean_ci, mean_ci, welch_greater
+from ..config import config_from_params
+from ..report import best_by, fmt_mean_ci, mean_ci, welch_greater
 from ..results import cached, repo_root
 from .toy import resolve_device
 
@@ -104,14 +105,7 @@ class HyperCleaningConfig:
     @classmethod
     def from_params(cls, **params) -> "HyperCleaningConfig":
         """From a notebook's parameters: lists become tuples, unknown keys are refused."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(f"HyperCleaningConfig has no field(s) {unknown}; fields: {sorted(known)}")
-        fix = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-        if "sizes" in fix:
-            fix["sizes"] = {k: tuple(v) for k, v in fix["sizes"].items()}
-        return cls(**fix)
+        return config_from_params(cls, params)
 
     def model_key(self) -> dict:
         """The fields that define a run's computation (not where it is stored or shown)."""
@@ -345,12 +339,8 @@ def run(cfg: HyperCleaningConfig, *, progress: bool = False, force: bool = False
 
 
 def _choose_gamma(runs: pd.DataFrame) -> dict:
-    g = runs[runs.method == "greedy"]
-    if g.empty:
-        return {}
-    means = g.groupby(["dataset", "p_noise", "gamma"])["val_acc"].mean().reset_index()
-    best = means.loc[means.groupby(["dataset", "p_noise"])["val_acc"].idxmax()]
-    return {(r.dataset, float(r.p_noise)): float(r.gamma) for r in best.itertuples()}
+    """γ of greedy chosen on validation accuracy, per (dataset, p_noise)."""
+    return best_by(runs[runs.method == "greedy"], ["dataset", "p_noise"], "gamma", "val_acc")
 
 
 def _reported(runs: pd.DataFrame, chosen: dict) -> pd.DataFrame:

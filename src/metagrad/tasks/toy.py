@@ -34,6 +34,7 @@ import torch
 
 from .. import BilevelProblem, SGD, hypergrad
 from ..errors import ConfigError, check
+from ..config import config_from_params
 from ..results import cached, repo_root
 
 __all__ = ["ToyConfig", "ToyResult", "make_problem", "exact_hypergrad", "val_loss", "resolve_device",
@@ -86,11 +87,7 @@ class ToyConfig:
     @classmethod
     def from_params(cls, **params) -> "ToyConfig":
         """From a notebook's parameters: lists become tuples, unknown keys are refused."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(f"ToyConfig has no field(s) {unknown}; fields: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        return config_from_params(cls, params)
 
     def problem_key(self) -> dict:
         """The fields that define one run's computation (not where it is stored or shown)."""
