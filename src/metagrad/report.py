@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["mean_ci", "summarise", "fmt_mean_ci", "side_by_side", "welch_greater", "best_by"]
+__all__ = ["mean_ci", "summarise", "fmt_mean_ci", "welch_greater", "best_by"]
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
@@ -38,11 +38,6 @@ def summarise(df: pd.DataFrame, by: list[str], value: str, *, confidence: float 
                      value: fmt_mean_ci(m, h, digits)})
     return pd.DataFrame(rows)
 
-
-def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame, on: list[str],
-                 suffixes=(" (ours)", " (paper)")) -> pd.DataFrame:
-    """Join our table and the paper's on ``on`` (outer join: rows only one side has stay)."""
-    return ours.merge(paper, on=on, how="outer", suffixes=suffixes)
 
 
 def welch_greater(a, b) -> float:

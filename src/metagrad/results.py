@@ -2,7 +2,7 @@
 
 A result file is JSON: ``{"config": ..., "provenance": ..., "result": ...}``. Provenance
 records the seed, git commit (and whether the tree was dirty), device, library versions, date
-and wall time. A book table is a pure function of result files (:func:`load_results`).
+and wall time. A book table is a pure function of result files (:func:`load_result`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["config_hash", "provenance", "save_result", "load_result", "load_results", "cached",
+__all__ = ["config_hash", "provenance", "save_result", "load_result", "cached",
            "atomic_write_bytes", "repo_root"]
 
 
@@ -106,10 +106,6 @@ def load_result(path: str | Path) -> dict:
     with open(path) as f:
         return json.load(f)
 
-
-def load_results(directory: str | Path, pattern: str = "*.json") -> list[dict]:
-    """All result files under ``directory`` (sorted by name)."""
-    return [load_result(p) for p in sorted(Path(directory).glob(pattern))]
 
 
 def cached(path: str | Path, config: dict, compute: Callable[[], Any], *, force: bool = False,
