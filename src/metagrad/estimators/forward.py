@@ -24,7 +24,7 @@ from ..problem import BilevelProblem
 from .. import unroll, distributed
 from ._registry import register
 
-__all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives"]
+__all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives", "chunk_for_budget"]
 
 DISTRIBUTIONS = ("rademacher", "gaussian", "coordinate")
 
@@ -183,10 +183,43 @@ def _check_memory(problem, alpha, chunk: int) -> None:
             f"or use method='fg2u' (memory independent of N).")
 
 
+def chunk_for_budget(problem: BilevelProblem, alpha: dict, b: int, memory_budget: int) -> int:
+    """The largest chunk (directions pushed through the loop at once, at most ``b``) whose peak
+    memory stays under ``memory_budget`` bytes.
+
+    Peak memory is affine in the chunk and flat in T (fg2u stores no trajectory), so it is
+    probed on a 2-step copy of the problem at chunk 1 and chunk k = min(b, 4) with the
+    live-tensor tracker, and the line through the two peaks is solved for the budget."""
+    from ..cost import LiveTensorTracker
+    from ..cost import Cost
+    check(isinstance(memory_budget, (int, float)) and memory_budget > 0,
+          f"memory_budget must be a number of bytes > 0, got {memory_budget!r}")
+    probe = problem.replace(T=min(2, problem.T))
+    leaf = tree_leaves(alpha)[0]
+    gen = torch.Generator().manual_seed(0)
+    V = (torch.randint(0, 2, (min(b, 4), tree_numel(alpha)), generator=gen) * 2 - 1).to(leaf)
+
+    def peak(c: int) -> int:
+        with LiveTensorTracker() as tracker:
+            directional_derivatives(probe, alpha, V[:c], Cost())
+        return tracker.peak
+    p1 = peak(1)
+    if p1 > memory_budget:
+        raise MemoryBudgetError(
+            f"fg2u needs about {_human(p1)} with one direction at a time, more than "
+            f"memory_budget={_human(memory_budget)} ({int(memory_budget):,} bytes); raise the budget "
+            f"or use method='fg2u-zo' (no tangents)")
+    k = V.shape[0]
+    if k == 1:
+        return 1
+    per = max((peak(k) - p1) / (k - 1), 1.0)
+    return int(max(1, min(b, 1 + (memory_budget - p1) // per)))
+
+
 @register("fg2u")
 def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
          seed: int | None = None, chunk: int | None = None, directions=None,
-         vectorize: bool = True):
+         vectorize: bool = True, memory_budget: int | None = None):
     r"""(FG)²U: forward gradient unrolling with forward gradients (Shen et al. 2024, Alg. 1).
 
     :math:`\hat g = \frac1b\sum_i (\nabla F\cdot v_i) v_i` — unbiased; b random directions
@@ -194,9 +227,14 @@ def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
     of ``chunk`` with vmap. Under ``torch.distributed`` the b directions are sharded across
     ranks (rank-specific seeds, one all-reduce). ``directions`` ([b, N]) overrides sampling.
     Cost: T·b transition JVPs. Memory: O(chunk·P), independent of T and N.
+    ``memory_budget`` (bytes, instead of ``chunk``): the chunk is chosen so that the peak
+    memory stays under it (:func:`chunk_for_budget`).
     """
     rank, world = distributed.rank_and_world()
     V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
+    if memory_budget is not None:
+        check(chunk is None, f"pass either chunk={chunk!r} or memory_budget={memory_budget!r}, not both")
+        chunk = chunk_for_budget(problem, alpha, max(V.shape[0], 1), memory_budget)
     f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize)
     return _aggregate(alpha, V, s), f
 
