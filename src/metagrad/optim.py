@@ -131,8 +131,9 @@ class _Optimizer:
             ok = callable(v) or isinstance(v, (int, float, Schedule)) and not isinstance(v, bool)
             ok = ok or isinstance(v, dict) and all(callable(x) or isinstance(x, (int, float, Schedule))
                                                    for x in v.values())
-            check(ok, f"{type(self).__name__}.{f.name} must be a number, a callable alpha -> tensor, "
-                      f"a dict of those per parameter, or mg.schedule(fn); got {type(v).__name__}")
+            check(ok, f"{type(self).__name__}.{f.name} must be a number or a callable alpha -> tensor, "
+                      f"got {type(v).__name__}; a dict of those per parameter and mg.schedule(fn) "
+                      f"are accepted too")
 
     def __post_init__(self):
         self._check_numbers()

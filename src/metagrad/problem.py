@@ -61,7 +61,13 @@ class BilevelProblem:
         check(callable(self.outer_loss), "outer_loss must be a function (w, alpha, batch) -> scalar")
         check(isinstance(self.T, int) and not isinstance(self.T, bool) and self.T >= 1,
               f"T (the horizon) must be an integer >= 1, got {self.T!r}; pass e.g. T=10")
-        missing = [m for m in ("init", "step", "hyper") if not callable(getattr(self.optimizer, m, None))]
+        opt = self.optimizer
+        if isinstance(opt, torch.optim.Optimizer) or (isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer)):
+            raise ConfigError(f"optimizer is torch.optim.{getattr(opt, '__name__', type(opt).__name__)}, which updates "
+                              f"in place and cannot be differentiated through; use metagrad's pure "
+                              f"optimisers (mg.SGD, mg.Momentum, mg.Adam, mg.AdamW, mg.RMSprop) for the "
+                              f"inner loop. torch.optim is for alpha: outer_loop(..., optimizer=...)")
+        missing = [m for m in ("init", "step", "hyper") if not callable(getattr(opt, m, None))]
         check(not missing,
               f"optimizer {type(self.optimizer).__name__} lacks the method(s) {missing}: an inner "
               f"optimiser needs init(w), step(w, buffers, g, hyper, t) and hyper(alpha) "
