@@ -400,6 +400,7 @@ def execute_for_book(name: str, scale: str, libs: list[Path], position: str, for
     os.environ.pop("METAGRAD_RECOMPUTE_BEFORE", None)
     wall = time.perf_counter() - t0
     nb = nbformat.read(work, as_version=4)
+    add_provenance_banner(nb, name, scale)
     nb.metadata[META_KEY] = {
         "hash": digest,
         "scale": scale,
@@ -412,6 +413,27 @@ def execute_for_book(name: str, scale: str, libs: list[Path], position: str, for
     os.replace(work, out)
     log(f"{position} {name:<32} executed in {wall:.1f} s -> {rel(out)}")
     return "executed"
+
+
+def add_provenance_banner(nb, name: str, scale: str) -> None:
+    """Put, under the page's title, when and from what its result files were made (flagged when
+    the library code they used has changed since): metagrad.provenance.banner_html."""
+    import nbformat
+
+    result_dir = ROOT / "results" / name / scale
+    if not result_dir.is_dir():
+        return
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        from metagrad.provenance import banner_html
+    finally:
+        sys.path.pop(0)
+    html = banner_html(result_dir)
+    if html:
+        first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+        cell = nbformat.v4.new_markdown_cell(html)
+        cell.metadata["tags"] = ["provenance-banner"]
+        nb.cells.insert(first_md + 1, cell)
 
 
 def refresh_source(name: str, position: str) -> None:

@@ -150,3 +150,19 @@ def test_recompute_rejects_unknown_pages():
     bb = _build_book_module()
     with pytest.raises(bb.BuildError, match="not a notebook of the book"):
         bb.main(["--scale", "smoke", "--no-html", "--recompute", "no_such_page"])
+
+
+def test_hypercleaning_skips_missing_data_with_a_banner(no_data, tmp_path):
+    from metagrad.tasks import hypercleaning as hc
+    cfg = hc.HyperCleaningConfig.from_params(
+        scale="t", datasets=["digits", "mnist"], p_noise=[0.5], methods=["none"], seeds=[0], steps=1,
+        eval_every=1, results_dir=str(tmp_path / "res"), checkpoint_dir=str(tmp_path / "ck"))
+    res = hc.run(cfg)
+    assert set(res.runs["dataset"]) == {"digits"}
+    assert "mnist" in res.fallback and "metagrad fetch mnist" in res.fallback
+
+
+def test_provenance_banner_html():
+    html = provenance.banner_html(ROOT / "results" / "greedy_toy" / "book")
+    assert "result files made" in html and "Provenance" in html
+    assert provenance.banner_html(ROOT / "results" / "no_such_page") == ""

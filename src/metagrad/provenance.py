@@ -24,7 +24,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["code_hashes", "check", "page_summary", "page_banner", "main"]
+__all__ = ["code_hashes", "check", "page_summary", "banner_html", "fallback_banner", "main"]
 
 #: Modules that only render results: a change there never makes a result stale.
 PRESENTATION = ("report", "stats", "claims", "tables", "style", "provenance", "scoreboard", "results",
@@ -178,32 +178,32 @@ def page_summary(result_dir: str | Path) -> dict:
             "wall_time_s": wall}
 
 
-def page_banner(result_dir: str | Path, *, fallback: str | None = None):
-    """An HTML note for the top of a page: when and from what its results were made, flagged
-    when the library code they used has changed since; plus a warning when the page ran on a
-    fallback data set (``fallback``: a sentence saying which and why)."""
-    from IPython.display import HTML
+def banner_html(result_dir: str | Path) -> str:
+    """HTML for the top of a page: when and from what its results were made, flagged when the
+    library code they used has changed since (empty when the folder holds no result file)."""
     s = page_summary(result_dir)
-    parts = []
-    if fallback:
-        parts.append(_admonition("warning", "Fallback data", html.escape(fallback)))
-    if s["n"]:
-        when = s["dates"][0] if s["dates"][0] == s["dates"][1] else f"{s['dates'][0]} to {s['dates'][1]}"
-        commits = ", ".join(f"{c} ({n})" for c, n in sorted(s["commits"].items(), key=lambda kv: -kv[1]))
-        text = (f"{s['n']} result files made {when}, at commits {commits}; "
-                f"{s['wall_time_s'] / 60:.1f} CPU-minutes of compute in total. ")
-        stale = s["status"].get("stale", 0)
-        unver = s["status"].get("unverifiable", 0)
-        if stale or unver:
-            files = ", ".join(f"<code>{html.escape(f)}</code>" for f in sorted(s["changed"])) or "–"
-            text += (f"<b>{stale} stale</b> (library code they used has changed since: {files}) and "
-                     f"<b>{unver} unverifiable</b> (made from a modified tree); recompute with "
-                     f"<code>make book RECOMPUTE=&lt;page&gt;</code>.")
-            parts.append(_admonition("caution", "Provenance of these results", text))
-        else:
-            text += "Every one was made with the library code of this build."
-            parts.append(_admonition("note", "Provenance of these results", text))
-    return HTML("\n".join(parts))
+    if not s["n"]:
+        return ""
+    when = s["dates"][0] if s["dates"][0] == s["dates"][1] else f"{s['dates'][0]} to {s['dates'][1]}"
+    commits = ", ".join(f"<code>{c}</code> ({n})" for c, n in sorted(s["commits"].items(), key=lambda kv: -kv[1]))
+    text = (f"{s['n']} result files made {when}, at commits {commits}; "
+            f"{s['wall_time_s'] / 60:.1f} CPU-minutes of compute in all. ")
+    stale, unver = s["status"].get("stale", 0), s["status"].get("unverifiable", 0)
+    if not (stale or unver):
+        return _admonition("note", "Provenance of these results",
+                           text + "Every one was made with the library code of this build.")
+    files = ", ".join(f"<code>{html.escape(f)}</code>" for f in sorted(s["changed"])) or "–"
+    text += (f"<b>{stale} stale</b> (library code they used has changed since: {files})"
+             + (f" and <b>{unver} unverifiable</b> (made from a modified tree)" if unver else "")
+             + "; recompute them with <code>make book RECOMPUTE=&lt;page&gt;</code>, list them with "
+               "<code>make stale</code>.")
+    return _admonition("caution", "Provenance of these results", text)
+
+
+def fallback_banner(sentence: str | None):
+    """A visible warning that a page ran on fallback data (``None``: nothing is shown)."""
+    from IPython.display import HTML
+    return HTML(_admonition("warning", "Fallback data", html.escape(sentence)) if sentence else "")
 
 
 def _admonition(kind: str, title: str, body: str) -> str:
