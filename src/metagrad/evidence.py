@@ -230,13 +230,15 @@ def _memory_time(folder: Path) -> pd.DataFrame:
 ADAPTERS = {"greedy_hypercleaning": _hypercleaning, "greedy_fewshot": _fewshot,
             "fg2u_condensation": _condensation, "fg2u_two_phase": _two_phase, "fg2u_pde": _pde,
             "greedy_toy": _toy, "fg2u_gradient_quality": _gradient_quality,
-            "fg2u_memory_time": _memory_time}
+            "fg2u_memory_time": _memory_time, "greedy_features": _memory_time}
+#: pages whose evidence is another page's result files
+SOURCES = {"greedy_features": "fg2u_memory_time"}
 
 
 def runs(page: str, folder: str | Path | None = None, scale: str = "book") -> pd.DataFrame:
     """The tidy table of ``page``'s runs from the JSON files in ``folder`` (default
     ``results/<page>/<scale>``); an empty table when there is none."""
-    folder = Path(folder) if folder is not None else results_dir(page, scale)
+    folder = Path(folder) if folder is not None else results_dir(SOURCES.get(page, page), scale)
     if page not in ADAPTERS:
         return pd.DataFrame()
     if not folder.is_dir() or not any(folder.glob("*.json")):
