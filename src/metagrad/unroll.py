@@ -10,9 +10,13 @@ Two implementations of one step share :func:`apply_step` (the optimiser update):
 * :func:`inner_grad` / :func:`tape` / :func:`run` — plain autograd (``torch.autograd.grad``),
   with no functorch wrapping, for everything else: a plain run costs what a hand-written
   PyTorch loop costs, and reverse mode is one ``create_graph`` tape and one backward.
+
+Problems with ``nn.Module`` buffers (:func:`metagrad.from_module`) always step through
+:func:`transition` (``module.stateful_transition``), which autograd differentiates as well.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -21,9 +25,10 @@ from torch.utils import _pytree as pytree
 
 from ._tree import tree_detach
 from .errors import InnerDivergenceError
+from . import module
 
 __all__ = ["initial_state", "transition", "run", "run_taped", "tape", "inner_grad", "apply_step",
-           "outer_value_and_grads", "outer_w_grad", "check_losses", "in_transform", "State"]
+           "taped_step", "outer_value_and_grads", "outer_w_grad", "check_losses", "in_transform", "State"]
 
 State = tuple  # (w, buffers)
 
@@ -33,9 +38,15 @@ def in_transform() -> bool:
     return torch._C._functorch.peek_interpreter_stack() is not None
 
 
+def _has_module_buffers(problem) -> bool:
+    return getattr(problem, "buffers", None) is not None
+
+
 def initial_state(problem, alpha: Any) -> State:
     """``(w_0, buffers_0)``; ``w_0 = init(alpha)`` for a learned initialisation."""
     w0 = problem.w0(alpha)
+    if _has_module_buffers(problem):  # module buffers ride in the state
+        return (w0, module.initial_buffers(problem, w0))
     return (w0, problem.optimizer.init(w0))
 
 
@@ -48,6 +59,8 @@ def apply_step(problem, state: State, g: Any, hp: dict, t: int) -> State:
 def transition(problem, state: State, alpha: Any, t: int) -> tuple[State, torch.Tensor]:
     """One inner step ``t -> t+1`` (``t`` is 0-based) as a pure function (torch.func).
     Returns the new state and ``L_train(w_t)``, the loss at the *old* weights."""
+    if _has_module_buffers(problem):  # an nn.Module's buffers (mg.from_module)
+        return module.stateful_transition(problem, state, alpha, t)
     g, loss = grad_and_value(problem.inner_loss)(state[0], alpha, problem.batch(t))
     return apply_step(problem, state, g, problem.optimizer.hyper(alpha), t), loss
 
@@ -70,9 +83,27 @@ def _grads(out: torch.Tensor, inputs: list, **kw) -> list:
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, gs)]
 
 
+_VETTED: set[int] = set()
+
+
+def _vet(problem, w: Any, alpha: Any, t: int) -> None:
+    """Once per problem: one step through :func:`transition` (torch.func), which refuses a loss
+    that mutates a captured tensor in place (an ``nn.Module`` with BatchNorm called directly
+    instead of through :func:`metagrad.from_module`); plain autograd would let it mutate."""
+    key = id(problem)
+    if key in _VETTED:
+        return
+    with torch.no_grad():
+        state = (tree_detach(w), problem.optimizer.init(tree_detach(w)))
+        transition(problem, state, tree_detach(alpha), t)
+    _VETTED.add(key)
+    weakref.finalize(problem, _VETTED.discard, key)
+
+
 def inner_grad(problem, w: Any, alpha: Any, t: int, *, create_graph: bool = False):
     """``(∇_w L_train(w, α; batch_t), L_train)`` by plain autograd. With ``create_graph`` the
     gradient stays differentiable (w.r.t. ``w`` and α) for reverse-mode tapes."""
+    _vet(problem, w, alpha, t)
     leaves, spec = pytree.tree_flatten(w)
     with torch.enable_grad():
         leaves = [x if (create_graph and x.requires_grad) else x.detach().requires_grad_()
@@ -82,15 +113,28 @@ def inner_grad(problem, w: Any, alpha: Any, t: int, *, create_graph: bool = Fals
     return pytree.tree_unflatten(g, spec), loss
 
 
-def tape(problem, alpha: Any, state: State, start: int, stop: int):
+def taped_step(problem, state: State, alpha: Any, t: int, hp: dict | None = None):
+    """``(new_state, loss)``: step ``t`` under autograd, differentiable w.r.t. α and ``state``
+    (``hp``: the optimiser's hyperparameters at α, if already evaluated)."""
+    with torch.enable_grad():
+        if _has_module_buffers(problem):
+            return transition(problem, state, alpha, t)
+        g, loss = inner_grad(problem, state[0], alpha, t, create_graph=True)
+        hp = problem.optimizer.hyper(alpha) if hp is None else hp
+        return apply_step(problem, state, g, hp, t), loss
+
+
+def tape(problem, alpha: Any, state: State, start: int, stop: int, *, step=None):
     """Steps ``start..stop-1`` under a plain autograd tape (``create_graph=True``): the
-    returned state is differentiable w.r.t. α and ``state`` (which should require grad)."""
+    returned state is differentiable w.r.t. α and ``state`` (which should require grad).
+    ``step(problem, state, alpha, t) -> (state, loss)`` replaces :func:`taped_step` (e.g. the
+    compiled step of :mod:`metagrad.compiled`)."""
     losses = []
     with torch.enable_grad():
         hp = problem.optimizer.hyper(alpha)
         for t in range(start, stop):
-            g, loss = inner_grad(problem, state[0], alpha, t, create_graph=True)
-            state = apply_step(problem, state, g, hp, t)
+            state, loss = (taped_step(problem, state, alpha, t, hp) if step is None
+                           else step(problem, state, alpha, t))
             losses.append(loss.detach())
     return state, (torch.stack(losses) if losses else torch.zeros(0))
 
@@ -107,7 +151,7 @@ def run(problem, alpha: Any, *, state: State | None = None, start: int = 0,
         if state is None:
             state = initial_state(problem, alpha)
         state = tree_detach(state)
-        if in_transform():
+        if in_transform() or _has_module_buffers(problem):
             state, losses = run_taped(problem, alpha, state, start, stop)
         else:
             hp, losses = problem.optimizer.hyper(alpha), []

@@ -63,7 +63,7 @@ def _full_objective(problem: BilevelProblem, alpha):
 
 
 def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tensor, cost, *,
-                            chunk: int | None = None, vectorize: bool = True):
+                            chunk: int | None = None, vectorize: bool = True, compile: bool = False):
     """``(F(α), [∇F·v_i]_i)`` for the rows ``v_i`` of ``V`` by forward-mode unrolling.
 
     ``chunk`` rows are pushed through the loop at once with ``torch.func.vmap`` (memory grows
@@ -85,7 +85,9 @@ def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tenso
 
     values, losses = [], None
     for i in range(0, b, chunk if vectorize else 1):
-        if vectorize:
+        if compile and vectorize:
+            f, tangent, losses = _compiled_chunk(problem, alpha, V[i:i + chunk])
+        elif vectorize:
             out, tangent, losses = vmap(one)(V[i:i + chunk])
             f = out[0]
             losses = losses[0]
@@ -97,6 +99,20 @@ def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tenso
         cost.jvps += problem.T * tangent.shape[0]
         unroll.check_losses(losses, 0, problem, alpha)
     return f.detach(), torch.cat(values).detach()
+
+
+def _compiled_chunk(problem, alpha, V):
+    """``(F, tangents, losses)`` for one chunk of directions, stepping with the compiled
+    tangent-carrying transition of :mod:`metagrad.compiled`."""
+    from .. import compiled
+    Vt = unflatten(V, alpha)
+    state, tangents = compiled.tangent_init(problem, alpha, Vt)
+    losses = []
+    for t in range(problem.T):
+        state, tangents, loss = compiled.tangent_step(problem, state, tangents, alpha, Vt, t)
+        losses.append(loss)
+    f, tangent = compiled.tangent_outer(problem, state, tangents, alpha, Vt)
+    return f, tangent, torch.stack(losses)
 
 
 def _directions_from(alpha, directions, b, seed, distribution, rank, world):
@@ -123,11 +139,11 @@ def _directions_from(alpha, directions, b, seed, distribution, rank, world):
     return directions.to(device=leaf.device, dtype=leaf.dtype)
 
 
-def _aggregate(alpha, V, s):
-    """``(1/b) Σ s_i v_i``, summed over ranks with one all-reduce."""
+def _aggregate(alpha, V, s, reduce: bool = True):
+    """``(1/b) Σ s_i v_i``, summed over ranks with one all-reduce (``reduce=False``: this rank's)."""
     partial = torch.cat([(s[:, None] * V).sum(0), torch.tensor([float(V.shape[0])],
                                                                dtype=V.dtype, device=V.device)])
-    total = distributed.all_reduce_sum(partial)
+    total = distributed.all_reduce_sum(partial) if reduce else partial
     return unflatten(total[:-1] / total[-1], alpha)
 
 
@@ -219,40 +235,53 @@ def chunk_for_budget(problem: BilevelProblem, alpha: dict, b: int, memory_budget
 @register("fg2u")
 def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
          seed: int | None = None, chunk: int | None = None, directions=None,
-         vectorize: bool = True, memory_budget: int | None = None):
+         vectorize: bool = True, distributed: str = "auto", memory_budget: int | None = None,
+         compile: bool = False):
     r"""(FG)²U: forward gradient unrolling with forward gradients (Shen et al. 2024, Alg. 1).
 
     :math:`\hat g = \frac1b\sum_i (\nabla F\cdot v_i) v_i` — unbiased; b random directions
     (``rademacher``, ``gaussian`` or ``coordinate`` = :math:`\sqrt N e_i`), vectorised in chunks
     of ``chunk`` with vmap. Under ``torch.distributed`` the b directions are sharded across
     ranks (rank-specific seeds, one all-reduce). ``directions`` ([b, N]) overrides sampling.
+    ``distributed="off"`` ignores a process group (every rank draws all b directions itself).
     Cost: T·b transition JVPs. Memory: O(chunk·P), independent of T and N.
     ``memory_budget`` (bytes, instead of ``chunk``): the chunk is chosen so that the peak
-    memory stays under it (:func:`chunk_for_budget`).
+    memory stays under it (:func:`chunk_for_budget`). ``compile=True``: the tangent-carrying
+    step runs through :func:`metagrad.compiled.tangent_step` (``torch.compile``).
     """
-    rank, world = distributed.rank_and_world()
+    rank, world = _rank_and_world(distributed)
     V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
     if memory_budget is not None:
         check(chunk is None, f"pass either chunk={chunk!r} or memory_budget={memory_budget!r}, not both")
         chunk = chunk_for_budget(problem, alpha, max(V.shape[0], 1), memory_budget)
-    f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize)
-    return _aggregate(alpha, V, s), f
+    check(isinstance(compile, bool), f"compile must be True or False, got {compile!r}")
+    f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize,
+                                   compile=compile)
+    return _aggregate(alpha, V, s, reduce=world > 1), f
+
+
+def _rank_and_world(mode):
+    check(mode in ("auto", "off"), f"distributed must be 'auto' (shard the directions over an "
+                                   f"initialised process group) or 'off', got {mode!r}")
+    return distributed.rank_and_world() if mode == "auto" else (0, 1)
 
 
 @register("fg2u-zo", black_box=True)
 def fg2u_zo(problem, alpha, cost, *, b: int = 1, mu: float = 1e-4, scheme: str = "forward",
-            distribution: str = "rademacher", seed: int | None = None, directions=None):
+            distribution: str = "rademacher", seed: int | None = None, directions=None,
+            distributed: str = "auto"):
     r"""Zeroth-order (FG)²U: directional derivatives by finite differences of the black box.
 
     ``forward``: :math:`(F(\alpha+\mu v)-F(\alpha))/\mu` (b+1 solves, bias O(μ));
     ``central``: :math:`(F(\alpha+\mu v)-F(\alpha-\mu v))/2\mu` (2b + 1 solves, the +1 for the
     reported F(α); bias O(μ²)).
     Works with any ``BlackBoxProblem.solve`` (numpy, scipy, ...): no derivatives at all.
+    Sharded over a process group like ``fg2u`` (``distributed="auto"``) unless ``distributed="off"``.
     Reference: Shen et al. 2024, §3.3 (randomised smoothing), μ = 1e-4 in the PDE experiments.
     """
     check(isinstance(mu, (int, float)) and mu > 0, f"mu (finite-difference step) must be > 0, got {mu!r}")
     check(scheme in ("forward", "central"), f"scheme must be 'forward' or 'central', got {scheme!r}")
-    rank, world = distributed.rank_and_world()
+    rank, world = _rank_and_world(distributed)
     alpha = tree_detach(alpha)
     V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
     F = _black_box_objective(problem, cost)
@@ -266,7 +295,7 @@ def fg2u_zo(problem, alpha, cost, *, b: int = 1, mu: float = 1e-4, scheme: str =
             back = unflatten(flatten(alpha) - mu * v, alpha)
             s.append((F(shifted) - F(back)) / (2 * mu))
     s = torch.stack(s).to(V.dtype) if s else V.new_zeros(0)
-    return _aggregate(alpha, V, s), f0
+    return _aggregate(alpha, V, s, reduce=world > 1), f0
 
 
 def _black_box_objective(problem, cost):

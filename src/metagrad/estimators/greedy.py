@@ -26,14 +26,16 @@ from ._registry import register
 __all__ = ["greedy", "t1t2", "fo"]
 
 
-def _step_vjp(problem, state, a_leaves, a, t, cotangent_w, cost):
+def _step_vjp(problem, state, a_leaves, a, t, cotangent_w, cost, compile=False):
     """``(new_state, loss, B_t^T c)``: one step taped by plain autograd, and the VJP of the step
     w.r.t. α for the cotangent ``c`` on the new ``w`` (``cotangent_w``: a function of the new
     state). The backward pass is restricted to α (``autograd.grad(inputs=α)``): it visits only
     the part of the inner gradient's graph that depends on α."""
-    with torch.enable_grad():
-        g, loss = unroll.inner_grad(problem, state[0], a, t, create_graph=True)
-        new_state = unroll.apply_step(problem, state, g, problem.optimizer.hyper(a), t)
+    if compile:
+        from .. import compiled
+        new_state, loss = compiled.step(problem, state, a, t)
+    else:
+        new_state, loss = unroll.taped_step(problem, state, a, t)
     c = cotangent_w(tree_detach(new_state))
     outs, cots = pytree.tree_leaves(new_state[0]), pytree.tree_leaves(c)
     pairs = [(o, ci) for o, ci in zip(outs, cots) if o.requires_grad]
@@ -53,13 +55,14 @@ def _alpha_leaves(alpha):
 
 
 @register("greedy")
-def greedy(problem, alpha, cost, *, gamma: float = 0.9):
+def greedy(problem, alpha, cost, *, gamma: float = 0.9, compile: bool = False):
     r"""Generalized greedy hypergradient, accumulated online (Yakovlev 2024).
 
     ``gamma`` in (0, 1]; γ → 0 gives ``t1t2``; with :math:`\nabla^2_w L_{train} = I`,
     γ = 1 − η and a linear outer loss it is exact. Cost per call: T steps, T transition VJPs and
     T validation gradients (+1 VJP and gradient at w_0 with a learned initialisation).
     Memory: O(P + N) — no trajectory is stored; flat in T.
+    ``compile=True``: steps and validation gradients through :mod:`metagrad.compiled`.
     """
     check(isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0 < gamma <= 1,
           f"gamma must be in (0, 1], got {gamma!r}; gamma -> 0 is t1t2 (use method='t1t2')")
@@ -74,9 +77,18 @@ def greedy(problem, alpha, cost, *, gamma: float = 0.9):
     h = tree_zeros_like(alpha)
     losses = []
     a_leaves, a = _alpha_leaves(alpha)
+    check(isinstance(compile, bool), f"compile must be True or False, got {compile!r}")
+    if compile:
+        from .. import compiled
+
+        def val_grad(st):
+            cost.outer_grads += 1
+            return compiled.outer_w_grad(problem, st[0], alpha)
+    else:
+        def val_grad(st):
+            return unroll.outer_w_grad(problem, st[0], alpha, cost)
     for t in range(T):
-        state, loss, b_t = _step_vjp(problem, state, a_leaves, a, t,
-                                     lambda st: unroll.outer_w_grad(problem, st[0], alpha, cost), cost)
+        state, loss, b_t = _step_vjp(problem, state, a_leaves, a, t, val_grad, cost, compile)
         h = tree_axpy(gamma, h, b_t)
         losses.append(loss)
     unroll.check_losses(torch.stack(losses), 0, problem, alpha)
@@ -84,7 +96,7 @@ def greedy(problem, alpha, cost, *, gamma: float = 0.9):
     result = tree_add(ga, h)
     if init_term is not None:
         result = tree_add(result, tree_scale(init_term, gamma ** T))
-    return result, value
+    return result, value, state
 
 
 @register("t1t2")
@@ -103,7 +115,7 @@ def t1t2(problem, alpha, cost):
     a_leaves, a = _alpha_leaves(alpha)
     state, loss, b_t = _step_vjp(problem, state, a_leaves, a, problem.T - 1, cot, cost)
     unroll.check_losses(loss.reshape(1), problem.T - 1, problem, alpha)
-    return tree_add(grads["ga"], b_t), grads["value"].detach()
+    return tree_add(grads["ga"], b_t), grads["value"].detach(), state
 
 
 @register("fo", black_box=True)
@@ -119,7 +131,7 @@ def fo(problem, alpha, cost):
         return ga, value
     state = unroll.run(problem, alpha, cost=cost)
     value, _, ga = unroll.outer_value_and_grads(problem, state[0], alpha, cost)
-    return ga, value
+    return ga, value, state
 
 
 def _value_and_alpha_grad(problem, w, alpha, cost):
