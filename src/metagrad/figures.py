@@ -18,7 +18,7 @@ the size the browser renders the image at.
 from __future__ import annotations
 
 import json
-from base64 import b2a_base64
+from binascii import b2a_base64
 from io import BytesIO
 
 __all__ = ["DPI", "MAX_WIDTH_IN", "MIN_FONT_PT", "PALETTE", "use_style", "subplots",

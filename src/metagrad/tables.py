@@ -11,7 +11,7 @@
   from the half-widths (two significant digits), a † where the interval is wider than the mean;
 * a missing value is shown as "–" and the table says why (``missing=``);
 * at most ``max_rows`` rows per table: longer tables are split by ``facet=`` into small tables
-  laid side by side, or refused.
+  laid side by side, and what is still too long into consecutive blocks.
 
 ``settings(mapping)`` shows a mapping (a configuration, a parameter set) as a compact table of
 name/value pairs instead of a raw ``dict`` / dataclass repr.
@@ -60,7 +60,7 @@ def format_column(values: Sequence, digits: int = 3) -> list[str]:
     if all(isinstance(v, (bool, np.bool_)) for v in present) and present:
         return [DASH if _is_missing(v) else ("✓" if v else "✗") for v in vals]
     if not all(isinstance(v, (int, float, np.integer, np.floating)) for v in present):
-        return [DASH if _is_missing(v) else str(v) for v in vals]
+        return [DASH if _is_missing(v) else _plain(v, digits) for v in vals]
     floats = [float(v) for v in present]
     finite = [v for v in floats if math.isfinite(v)]
     if all(float(v).is_integer() for v in finite) and all(abs(v) < 1e6 for v in finite):
@@ -103,6 +103,17 @@ def format_mean_ci(means: Sequence, halves: Sequence) -> tuple[list[str], bool]:
             wide = True
         out.append(text)
     return out, wide
+
+
+def _plain(v, digits: int) -> str:
+    """One value of a column of mixed types: floats with ``digits`` significant digits."""
+    if isinstance(v, (bool, np.bool_)):
+        return "✓" if v else "✗"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.{digits}g}"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_plain(x, digits) for x in v) + ")"
+    return str(v)
 
 
 class Table:
@@ -157,7 +168,8 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
     is one number or a mapping column -> digits. ``ci`` maps a mean column to the column of its
     CI half-width: the two are shown as one ``mean ± half`` column. ``missing`` says why a value
     can be absent (required when one is). ``facet`` splits the rows by that column's values
-    into separate small tables; ``max_rows`` (``None``: no limit) bounds each one.
+    into separate small tables; a table still longer than ``max_rows`` (``None``: no limit) is
+    split into consecutive blocks of at most that many rows.
     """
     if isinstance(df, pd.Series):
         df = df.to_frame()
@@ -196,13 +208,17 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
                   .reset_index(drop=True)) for k in keys]
     else:
         parts = [(None, out)]
-    if max_rows is not None:
+    if max_rows is not None:  # split what is still too long into consecutive blocks
+        split = []
         for title, part in parts:
-            if len(part) > max_rows:
-                raise ValueError(
-                    f"table{' ' + repr(caption) if caption else ''}{' (' + title + ')' if title else ''} "
-                    f"has {len(part)} rows, over max_rows={max_rows}: pass facet=<column> to split "
-                    "it, show fewer rows, or raise max_rows")
+            n = len(part)
+            k = math.ceil(n / max_rows) if n else 1
+            size = math.ceil(n / k) if n else 0
+            for j in range(k):
+                block = part.iloc[j * size:(j + 1) * size].reset_index(drop=True)
+                label = f"rows {j * size + 1}–{min(n, (j + 1) * size)} of {n}" if k > 1 else None
+                split.append((", ".join(x for x in (title, label) if x) or None, block))
+        parts = split
     return Table(parts, caption=caption, notes=all_notes, numeric=numeric)
 
 

@@ -877,9 +877,10 @@ def format_quality(summary: pd.DataFrame) -> pd.DataFrame:
 def plot_quality(summary: pd.DataFrame, *, N: int):
     """Cosine with the exact hypergradient against peak memory (left) and wall time (right),
     both relative to full reverse mode; (FG)²U as a line over b with the Lemma 3.1 prediction."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter, NullFormatter
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    from metagrad.figures import legend_outside, subplots
+    fig, axes = subplots(2, panel=(3.6, 3.0))
+    axes = axes[0]
     fg = summary[summary.estimator == "(FG)²U"]
     other = summary[summary.estimator != "(FG)²U"]
     for ax, key in zip(axes, ("memory / RGU", "time / RGU")):
@@ -887,19 +888,18 @@ def plot_quality(summary: pd.DataFrame, *, N: int):
         ax.plot(fg[key], fg.predicted, "--", color="C0", alpha=0.6, label="Lemma 3.1 prediction")
         for _, r in fg.iterrows():
             ax.annotate(f"b={r.b}", (r[key], r.cos), textcoords="offset points", xytext=(4, -10),
-                        fontsize=7)
+                        fontsize=9)
         for i, (_, r) in enumerate(other.iterrows()):
             ax.errorbar([r[key]], [r.cos], yerr=[r.ci], fmt="s", color=f"C{i + 1}", label=r.estimator)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(f"{key.split(' /')[0]} relative to full reverse mode (log)")
+        ax.set_xlabel(f"{key.split(' /')[0]} / full reverse mode's (ratio, log)")
         ax.set_ylabel("cosine with exact hypergradient")
         ax.axhline(0, color="k", lw=0.5)
-    axes[0].set_title(f"what each estimator buys for its memory (N = {N:,})", fontsize=9)
-    axes[1].set_title("... and for its wall-clock time (CPU)", fontsize=9)
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
+    axes[0].set_title(f"what each estimator buys\nfor its memory (N = {N:,})")
+    axes[1].set_title("... and for its wall-clock\ntime (CPU)")
+    legend_outside(fig, where="below", ncols=3)
     return fig
 
 
