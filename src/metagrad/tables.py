@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -32,6 +33,15 @@ DASH = "–"
 WIDE_CI = "†"
 WIDE_CI_NOTE = (f"{WIDE_CI} the 95 % confidence interval is wider than the mean: the sign (or "
                 "size) of this value is not resolved at this scale.")
+
+
+_PM = re.compile(r"^\s*([-+]?[\d.]+(?:e[-+]?\d+)?)\s*±\s*([\d.]+(?:e[-+]?\d+)?)")
+
+
+def _wide_text(v) -> bool:
+    """True for a preformatted ``"mean ± half"`` string whose half-width exceeds |mean|."""
+    m = _PM.match(v) if isinstance(v, str) else None
+    return bool(m) and float(m.group(2)) > abs(float(m.group(1)))
 
 
 def _is_missing(v) -> bool:
@@ -191,7 +201,11 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
             wide |= w
         else:
             texts = format_column(values, d)
-        any_missing |= any(t == DASH for t in texts)
+            flags = [_wide_text(t) for t in texts]  # preformatted "mean ± CI" strings
+            if any(flags):
+                wide = True
+                texts = [f"{t} {WIDE_CI}" if f else t for t, f in zip(texts, flags)]
+        any_missing |= any(_is_missing(v) for v in values)
         if any(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
                for v in values):
             numeric.append(header)

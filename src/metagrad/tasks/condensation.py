@@ -813,12 +813,16 @@ def paper_orderings(runs: pd.DataFrame, *, paper_data: dict | None = None,
 def plot_table1(runs: pd.DataFrame, *, paper_data: dict | None = None):
     """Bars: our test accuracy (mean ± 95 % CI over seeds) per method and IPC; markers: the
     paper's Table 1 for the compared data set."""
-    import matplotlib.pyplot as plt
+    from metagrad.figures import legend_outside, subplots
+
     from ..report import mean_ci
     paper_data = {"digits": "MNIST", **(paper_data or {})}
     cells = list(runs.groupby(["data", "ipc"], sort=False))
-    fig, axes = plt.subplots(1, len(cells), figsize=(5.2 * len(cells), 3.6), squeeze=False)
-    for ax, ((d, ipc), g) in zip(axes[0], cells):
+    ncols = min(2, len(cells))
+    fig, axes = subplots(ncols, -(-len(cells) // ncols), panel=(3.6, 3.2))
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax, ((d, ipc), g) in zip(axes.flat, cells):
         methods = list(dict.fromkeys(g.method))
         stats = [mean_ci(g[g.method == m].test_acc) for m in methods]
         x = np.arange(len(methods))
@@ -829,12 +833,11 @@ def plot_table1(runs: pd.DataFrame, *, paper_data: dict | None = None):
               for m in methods]
         ax.plot(x, [v.iloc[0] if len(v) else np.nan for v in pv], "D", color="C3",
                 label=f"paper ({paper_data.get(d, d)})")
-        ax.set_xticks(x, methods, rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel("test accuracy %")
+        ax.set_xticks(x, methods, rotation=35, ha="right")
+        ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{d}, IPC {ipc}")
         ax.set_ylim(0, 100)
-    axes[0][0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    legend_outside(fig, where="below", ncols=4)
     return fig
 
 
@@ -952,40 +955,40 @@ def plot_two_phase(tp: dict, *, smooth: int = 10, budget_s: float | None = None)
     """Test accuracy (after T evaluation steps, mean over seeds) and the outer loss (moving
     average over ``smooth`` steps, mean over seeds) against measured wall-clock; a dotted line
     at ``budget_s``."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    from metagrad.figures import legend_outside, subplots
+    fig, axes = subplots(2, panel=(3.6, 3.0))
+    axes = axes[0]
     for i, (s, g) in enumerate(tp["evals"].groupby("schedule", sort=False)):
         m = g.groupby("step").agg(acc=("test_acc_T", "mean"), t=("wall_time_s", "mean"))
         axes[0].plot(m.t, m.acc, "o-", color=f"C{i}", ms=3, label=s)
     for i, (s, g) in enumerate(tp["losses"].groupby("schedule", sort=False)):
         m = g.groupby("step").agg(loss=("outer_loss", "mean"), t=("wall_time_s", "mean"))
         axes[1].plot(m.t, m.loss.rolling(smooth, min_periods=1).mean(), color=f"C{i}", label=s)
-    axes[0].set_ylabel("test accuracy % (net trained T steps)")
-    axes[1].set_ylabel(f"outer loss (moving average of {smooth})")
+    axes[0].set_ylabel("test accuracy (%)\n(net trained T steps)")
+    axes[1].set_ylabel(f"outer loss\n(moving average of {smooth})")
     for ax in axes:
-        ax.set_xlabel("wall-clock of the outer loop, s (evaluation excluded)")
+        ax.set_xlabel("outer-loop wall-clock (s)")
         if budget_s is not None:
             ax.axvline(budget_s, color="k", ls=":", lw=1, label="common budget")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    legend_outside(fig, where="below", ncols=4)
     return fig
 
 
 def plot_images(runs: pd.DataFrame, *, ipc: int = 1, seed: int = 0, data: str | None = None):
     """The condensed images of one seed: one row per method, one column per class."""
-    import matplotlib.pyplot as plt
+    from metagrad.figures import MAX_WIDTH_IN, subplots
     g = runs[(runs.ipc == ipc) & (runs.seed == seed) & runs["images"].notna()]
     g = g[g.data == (data or g.data.iloc[0])]
     imgs = [np.asarray(x) for x in g["images"]]
     n_rows, n_cols = len(imgs), imgs[0].shape[0]
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.8 * n_cols + 1.4, 0.8 * n_rows), squeeze=False)
+    cell = min(0.6, (MAX_WIDTH_IN - 1.6) / n_cols)  # room for the method names on the left
+    fig, axes = subplots(n_cols, n_rows, panel=(cell, cell), width=cell * n_cols + 1.6)
     for row, (method, x) in zip(axes, zip(g.method, imgs)):
         for ax, img in zip(row, x):
             img = img.transpose(1, 2, 0)
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray_r", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        row[0].set_ylabel(method, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"condensed images, IPC {ipc}, seed {seed}", fontsize=9)
-    fig.tight_layout()
+        row[0].set_ylabel(method, rotation=0, ha="right", va="center")
+    fig.suptitle(f"condensed images, IPC {ipc}, seed {seed}")
     return fig
