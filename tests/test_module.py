@@ -176,8 +176,13 @@ def test_a_module_called_directly_gets_an_error_that_points_to_from_module():
         return F.cross_entropy(out, batch[1]) * torch.exp(a["s"])
     problem = mg.BilevelProblem(loss, loss, init={k: p.detach().clone() for k, p in model.named_parameters()},
                                 optimizer=mg.SGD(0.1), T=2, inner_batches=(x, y), outer_batch=val)
+    alpha = {"s": torch.tensor(0.0, dtype=torch.float64)}
+    before = copy.deepcopy(model.state_dict())
     with pytest.raises(ConfigError, match="from_module"):
-        mg.hypergrad(problem, {"s": torch.tensor(0.0, dtype=torch.float64)}, "rmd", validate=False)
+        mg.hypergrad(problem, alpha, "rmd", validate=False)
+    with pytest.raises(ConfigError, match="inner_loss updates a tensor in place.*from_module"):
+        problem.validate(alpha)  # refused before BatchNorm's statistics change
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_from_module_refuses_a_non_module():
