@@ -18,6 +18,7 @@ from typing import Any, Callable, Union
 import torch
 
 from ._tree import tree_map, tree_zeros_like
+from ._validate import as_real, plain_number
 from .errors import check
 
 __all__ = ["SGD", "Momentum", "Adam", "Hyper"]
@@ -37,18 +38,28 @@ class _Optimizer:
         lr = self.hyper(alpha)["lr"]
         return float(lr.detach()) if isinstance(lr, torch.Tensor) else float(lr)
 
+    #: field -> keyword arguments of :func:`~metagrad._validate.as_real` (the valid range).
+    _RANGES: dict = {}
+
     def _check_numbers(self) -> None:
+        """Numbers (also numpy / 0-dim tensor ones) become floats checked against ``_RANGES``;
+        callables ``alpha -> tensor`` are checked when evaluated."""
         for f in fields(self):
-            v = getattr(self, f.name)
-            check(callable(v) or isinstance(v, (int, float)),
-                  f"{type(self).__name__}.{f.name} must be a number or a callable alpha -> tensor, "
-                  f"got {type(v).__name__}")
+            v = plain_number(getattr(self, f.name))
+            name = f"{type(self).__name__}.{f.name}"
+            check(callable(v) or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+                  f"{name} must be a number or a callable alpha -> tensor, got {type(v).__name__}"
+                  + ("; to learn it, pass a callable such as lambda a: a['lr']"
+                     if isinstance(v, torch.Tensor) else ""))
+            if not callable(v):
+                object.__setattr__(self, f.name, as_real(name, v, **self._RANGES.get(f.name, {})))
 
 
 @dataclass(frozen=True)
 class SGD(_Optimizer):
     r"""Plain gradient descent: :math:`w_{t} = w_{t-1} - \eta\, g_t`. No buffers."""
     lr: Hyper = 0.1
+    _RANGES = {"lr": dict(low=0, low_open=True, hint="; pass e.g. lr=0.1")}
 
     def __post_init__(self):
         self._check_numbers()
@@ -66,6 +77,8 @@ class Momentum(_Optimizer):
     :math:`w_t = w_{t-1} - \eta v_t`. Buffers: ``{"v": velocity}``."""
     lr: Hyper = 0.1
     momentum: Hyper = 0.9
+    _RANGES = {"lr": dict(low=0, low_open=True, hint="; pass e.g. lr=0.1"),
+               "momentum": dict(low=0, high=1, high_open=True, hint="; pass e.g. momentum=0.9")}
 
     def __post_init__(self):
         self._check_numbers()
@@ -91,6 +104,10 @@ class Adam(_Optimizer):
     beta2: Hyper = 0.999
     eps: Hyper = 1e-8
     eps_root: Hyper = 1e-16
+    _RANGES = {"lr": dict(low=0, low_open=True, hint="; pass e.g. lr=1e-3"),
+               "beta1": dict(low=0, high=1, high_open=True, hint="; pass e.g. beta1=0.9"),
+               "beta2": dict(low=0, high=1, high_open=True, hint="; pass e.g. beta2=0.999"),
+               "eps": dict(low=0), "eps_root": dict(low=0)}
 
     def __post_init__(self):
         self._check_numbers()
