@@ -39,10 +39,10 @@ def as_int(name: str, value: Any, minimum: int | None = None, hint: str = "") ->
             raise TypeError
         v = operator.index(v)
     except TypeError:
-        raise ConfigError(f"{name} must be an integer{_bound(minimum)}, got {value!r} "
+        raise ConfigError(f"{name} must be an integer{_bound(minimum)}, got {v!r} "
                           f"({type(value).__name__}){hint}") from None
     if minimum is not None and v < minimum:
-        raise ConfigError(f"{name} must be an integer{_bound(minimum)}, got {value!r}{hint}")
+        raise ConfigError(f"{name} must be an integer{_bound(minimum)}, got {v!r}{hint}")
     return v
 
 
@@ -61,7 +61,7 @@ def as_real(name: str, value: Any, *, low: float = -math.inf, high: float = math
              else f"a number in {lo}, {hi}")
     v = plain_number(value)
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise ConfigError(f"{name} must be {where}, got {value!r} ({type(value).__name__}){hint}")
+        raise ConfigError(f"{name} must be {where}, got {v!r} ({type(value).__name__}){hint}")
     v = float(v)
     bad = (not math.isfinite(v) or v < low or v > high or (low_open and v == low)
            or (high_open and v == high))

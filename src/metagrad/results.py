@@ -95,9 +95,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # disk full, read-only, ...
+            raise OSError(exc.errno, f"could not write {path} ({exc.strerror}); the previous "
+                                     f"version, if any, is unchanged", str(path)) from exc
         raise
     _fsync_dir(path.parent)
 

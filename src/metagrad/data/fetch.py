@@ -17,6 +17,7 @@ a whole ``fetch`` call, so a server that trickles bytes cannot make it hang.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import sys
@@ -91,20 +92,38 @@ def _stream(url: str, dest, progress: bool, timeout: float, label: str, deadline
                                 f"deadline (--deadline SECONDS) or use a faster mirror (--mirror)")
         return remaining
 
+    def stalled(exc: BaseException) -> OSError:
+        left()  # the deadline, if that is what ran out
+        return TimeoutError(f"no data from {url} for {timeout:g} s (a stalled connection); pass a "
+                            f"larger --timeout or use another mirror")
+
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    with urllib.request.urlopen(request, timeout=min(timeout, left())) as response:
+    try:
+        response = urllib.request.urlopen(request, timeout=min(timeout, left()))
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise stalled(exc) from None
+        raise
+    with response:
         total = response.headers.get("Content-Length")
+        got = 0
         from tqdm.auto import tqdm
         with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
                   unit_divisor=1024, desc=label, disable=not progress, leave=False) as bar:
             while True:
                 _set_timeout(response, min(timeout, left()))
-                chunk = response.read1(_CHUNK)
+                try:
+                    chunk = response.read1(_CHUNK)
+                except TimeoutError as exc:
+                    raise stalled(exc) from None
                 if not chunk:
                     break
                 dest.write(chunk)
+                got += len(chunk)
                 bar.update(len(chunk))
         left()
+        if total and total.isdigit() and got != int(total):
+            raise OSError(f"connection closed after {got:,} of {int(total):,} bytes from {url}")
 
 
 def _set_timeout(response, seconds: float) -> None:
@@ -182,13 +201,15 @@ def download(resource: Resource, root: str | os.PathLike | None = None, *,
                     _stream(url, f, progress, timeout, resource.filename, end)
                 verify_file(tmp, resource)
                 os.replace(tmp, dest)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             if isinstance(exc, urllib.error.HTTPError):
                 exc.close()  # an HTTP error holds the open connection
             if isinstance(exc, ChecksumError):
                 # name the destination, not the temporary file, and keep trying other mirrors
                 exc = ChecksumError(dest, exc.algorithm, exc.expected, exc.actual,
                                     "download from " + url)
+            if isinstance(exc, http.client.IncompleteRead):  # its message is unreadable
+                exc = OSError(f"connection closed after {len(exc.partial):,} bytes")
             failures.append((url, exc))
             _say(f"{url}: {exc}", quiet)
             if isinstance(exc, DeadlineError):
