@@ -1,12 +1,17 @@
 # Two commands do everything on a fresh machine:
 #   make book   — install the pinned environment, execute every chapter at the book scale, build the HTML book
-#   make test   — install the pinned environment, run unit tests, nbval, the strict book build and the browser check
+#                 into _build/html (reusing committed results; `make book RECOMPUTE=<page>|all` recomputes them)
+#   make test   — install the pinned environment, run unit tests, nbval, the strict book build and the browser
+#                 check (at the smoke scale, with no data, into _build/smoke/: the published book is untouched)
+#   make stale  — list result files made with library code that has changed since
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SCALE  ?= book
+# notebooks whose results `make book` recomputes instead of reusing (names or `all`)
+RECOMPUTE ?=
 
-.PHONY: setup book test lock bench clean notebooks
+.PHONY: setup book test lock bench clean notebooks stale
 
 setup: $(VENV)/.stamp
 
@@ -18,7 +23,10 @@ $(VENV)/.stamp: requirements.txt pyproject.toml
 	touch $@
 
 book: setup
-	$(PY) scripts/build_book.py --scale $(SCALE)
+	$(PY) scripts/build_book.py --scale $(SCALE) $(if $(strip $(RECOMPUTE)),--recompute $(RECOMPUTE))
+
+stale: setup
+	$(PY) -m metagrad.provenance
 
 test: setup
 	PY=$(PY) bash scripts/test.sh

@@ -1,20 +1,33 @@
 #!/usr/bin/env python3
 """Execute the book's notebooks with papermill, then build the HTML book strictly.
 
-    scripts/build_book.py --scale {smoke,book,paper} [--only NAME ...] [--refresh-sources] [--no-html] [--force]
+    scripts/build_book.py --scale {smoke,book,paper} [--only NAME ...] [--recompute NAME ...|all]
+                          [--refresh-sources] [--no-html] [--force]
 
 The notebooks are the `_toc.yml` entries `book/<name>` for which `notebooks/<name>.ipynb`
 exists. Each one is executed by papermill (kernel `python3`, i.e. this interpreter; cwd =
 repository root) with the parameters of `params/<name>.<scale>.yaml` when that file exists
-(otherwise at the defaults of its `parameters` cell) into `book/<name>.ipynb`. A notebook
+(otherwise at the defaults of its `parameters` cell) into the scale's book folder. A notebook
 is executed again only when the hash of its source cells, its parameters file, the library
 (`src/metagrad/`) and `requirements.txt` differs from the hash stored in the metadata of
 `book/<name>.ipynb`; otherwise it is `reused` (`--force` executes it anyway). Committed
 result files under `results/` are not part of the hash: notebooks may write there.
 
-The HTML is then built by `jupyter-book build . -W -n --keep-going --all` into
-`_build/html` (execution is off in `_config.yml`: papermill already ran the notebooks), with
-MathJax served from `book/_static/mathjax/` (the pinned npm package, installed on first use).
+The HTML is then built by `jupyter-book build . -W -n --keep-going --all` (execution is off
+in `_config.yml`: papermill already ran the notebooks), with MathJax served from
+`book/_static/mathjax/` (the pinned npm package, installed on first use).
+
+Where each scale goes (so that `make test`, at the smoke scale, never touches the published
+book, and a `make book` after it reuses every page):
+
+* `book` (the published book): executed notebooks in `book/<name>.ipynb`, HTML in `_build/html`;
+* `smoke`, `paper`: a staging copy of the book's sources in `_build/<scale>/src/` (links to
+  the hand-written pages), executed notebooks in `_build/<scale>/src/book/<name>.ipynb`,
+  HTML in `_build/<scale>/_build/html`.
+
+`--recompute NAME ...` (or `all`; `make book RECOMPUTE=...`) executes those notebooks with
+`METAGRAD_RECOMPUTE_BEFORE` set to the build's start time: every result file they read that is
+older than that is recomputed once (`metagrad.results.cached`), without deleting tracked files.
 
 `--refresh-sources` re-executes `notebooks/<name>.ipynb` in place at its defaults (no
 parameter injection) so that its stored outputs, which nbval compares, are current. Given
@@ -30,6 +43,7 @@ import argparse
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -59,9 +73,50 @@ MATHJAX_ENTRY = "tex-mml-chtml.js"  # must match `mathjax_path` in _config.yml
 # encryption" warning, "KeyboardInterrupt caught" at shutdown); cell outputs are unaffected.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
-HTML_DIR = ROOT / "_build" / "html"
-WORK_DIR = ROOT / "_build" / "papermill"  # papermill writes here; moved to book/ on success
+WORK_DIR = ROOT / "_build" / "papermill"  # papermill writes here; moved to the book folder on success
 FAILED_DIR = ROOT / "_build" / "failed"  # executed notebooks that raised, for inspection
+
+
+def source_root(scale: str) -> Path:
+    """Where `jupyter-book build` reads the book of this scale from."""
+    return ROOT if scale == "book" else ROOT / "_build" / scale / "src"
+
+
+def book_dir(scale: str) -> Path:
+    """Where the executed notebooks of this scale go."""
+    return source_root(scale) / "book"
+
+
+def html_dir(scale: str) -> Path:
+    return ROOT / "_build" / "html" if scale == "book" else ROOT / "_build" / scale / "_build" / "html"
+
+
+def stage_sources(scale: str) -> None:
+    """Mirror the book's sources into _build/<scale>/src as symbolic links (the executed
+    notebooks of that scale are written beside them, never into book/)."""
+    if scale == "book":
+        return
+    root = source_root(scale)
+    root.mkdir(parents=True, exist_ok=True)
+    for entry in ROOT.iterdir():  # top level: configuration, and whatever a page may include
+        if entry.name in ("book", "_build", ".git") or entry.name.startswith(".venv"):
+            continue
+        link = root / entry.name
+        if not link.is_symlink():
+            if link.exists():
+                shutil.rmtree(link) if link.is_dir() else link.unlink()
+            link.symlink_to(entry)
+    stage_book = root / "book"
+    stage_book.mkdir(exist_ok=True)
+    for link in stage_book.iterdir():  # drop links to pages that were removed
+        if link.is_symlink() and not link.exists():
+            link.unlink()
+    for entry in (ROOT / "book").iterdir():
+        if entry.suffix == ".ipynb" or entry.name in ("_build",):
+            continue
+        link = stage_book / entry.name
+        if not link.is_symlink() and not link.exists():
+            link.symlink_to(entry)
 
 # A tag or attribute that makes the browser fetch a remote resource.
 REMOTE_ASSET = re.compile(
@@ -92,8 +147,21 @@ def rel(path: Path) -> str:
 # --------------------------------------------------------------------------- environment
 
 
+class _PapermillParameterNoise(logging.Filter):
+    """papermill re-parses each `parameters` cell line by line to warn about unknown names, and
+    cannot read a line with `=` inside a string or a multi-line literal ("Unable to parse line
+    ...", then "Passed unknown parameter ..."). `load_params` already checks every name against
+    the cell, parsed with ast, and refuses unknown ones: these two warnings carry nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Unable to parse line") or msg.startswith("Passed unknown parameter"))
+
+
 def prepare_environment() -> None:
     """Environment every kernel inherits."""
+    for name in ("papermill", "papermill.translators"):
+        logging.getLogger(name).addFilter(_PapermillParameterNoise())
     if "MPLBACKEND" in os.environ:
         # With MPLBACKEND=Agg the inline backend is bypassed and no figure is stored.
         log(f"note: unsetting MPLBACKEND={os.environ['MPLBACKEND']} (figures would not be stored)")
@@ -284,25 +352,30 @@ def describe_failure(label: str, nb, source_nb, exc: Exception, saved: Path | No
     return "\n".join(lines)
 
 
-def execute_for_book(name: str, scale: str, libs: list[Path], position: str, force: bool = False) -> str:
-    """Execute notebooks/<name>.ipynb into book/<name>.ipynb; returns 'executed' or 'reused'."""
+def execute_for_book(name: str, scale: str, libs: list[Path], position: str, force: bool = False,
+                     recompute_before: float | None = None) -> str:
+    """Execute notebooks/<name>.ipynb into the scale's book folder; returns 'executed' or 'reused'.
+    ``recompute_before``: a Unix time; result files older than it are recomputed."""
     import nbformat
     import papermill
 
     src = ROOT / "notebooks" / f"{name}.ipynb"
-    out = ROOT / "book" / f"{name}.ipynb"
+    out = book_dir(scale) / f"{name}.ipynb"
     pfile = params_file(name, scale)
     source_nb = nbformat.read(src, as_version=4)
     digest = build_hash(source_nb, pfile, libs)
     what = f"params {rel(pfile)}" if pfile else "defaults"
-    if not force and stored_hash(out) == digest:
+    if recompute_before is None and not force and stored_hash(out) == digest:
         log(f"{position} {name:<32} scale={scale} ({what}) reused [{digest[:12]}]")
         return "reused"
     params = load_params(name, pfile, src)
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     work = WORK_DIR / f"{name}.ipynb"
-    log(f"{position} {name:<32} scale={scale} ({what}) executing ...")
+    action = "recomputing its results" if recompute_before is not None else "executing"
+    log(f"{position} {name:<32} scale={scale} ({what}) {action} ...")
     t0 = time.perf_counter()
+    if recompute_before is not None:
+        os.environ["METAGRAD_RECOMPUTE_BEFORE"] = repr(recompute_before)
     try:
         papermill.execute_notebook(
             str(src), str(work),
@@ -315,6 +388,7 @@ def execute_for_book(name: str, scale: str, libs: list[Path], position: str, for
             extra_arguments=KERNEL_ARGS,
         )
     except Exception as exc:  # PapermillExecutionError, dead kernel, timeout, ...
+        os.environ.pop("METAGRAD_RECOMPUTE_BEFORE", None)
         executed = nbformat.read(work, as_version=4) if work.is_file() else None
         saved = None
         if executed is not None:
@@ -323,8 +397,10 @@ def execute_for_book(name: str, scale: str, libs: list[Path], position: str, for
             shutil.move(str(work), saved)
         raise BuildError(describe_failure(f"notebooks/{name}.ipynb at scale={scale} ({what})",
                                           executed, source_nb, exc, saved)) from None
+    os.environ.pop("METAGRAD_RECOMPUTE_BEFORE", None)
     wall = time.perf_counter() - t0
     nb = nbformat.read(work, as_version=4)
+    add_provenance_banner(nb, name, scale)
     nb.metadata[META_KEY] = {
         "hash": digest,
         "scale": scale,
@@ -333,9 +409,31 @@ def execute_for_book(name: str, scale: str, libs: list[Path], position: str, for
         "wall_time_s": round(wall, 1),
     }
     nbformat.write(nb, work)
+    out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(work, out)
     log(f"{position} {name:<32} executed in {wall:.1f} s -> {rel(out)}")
     return "executed"
+
+
+def add_provenance_banner(nb, name: str, scale: str) -> None:
+    """Put, under the page's title, when and from what its result files were made (flagged when
+    the library code they used has changed since): metagrad.provenance.banner_html."""
+    import nbformat
+
+    result_dir = ROOT / "results" / name / scale
+    if not result_dir.is_dir():
+        return
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        from metagrad.provenance import banner_html
+    finally:
+        sys.path.pop(0)
+    html = banner_html(result_dir)
+    if html:
+        first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+        cell = nbformat.v4.new_markdown_cell(html)
+        cell.metadata["tags"] = ["provenance-banner"]
+        nb.cells.insert(first_md + 1, cell)
 
 
 def refresh_source(name: str, position: str) -> None:
@@ -361,11 +459,11 @@ def refresh_source(name: str, position: str) -> None:
     log(f"{position} {name:<32} refreshed in {time.perf_counter() - t0:.1f} s -> {rel(src)}")
 
 
-def remove_stale_outputs(names: list[str]) -> None:
-    """Delete executed notebooks under book/ whose entry left the toc (they would warn)."""
+def remove_stale_outputs(names: list[str], scale: str) -> None:
+    """Delete executed notebooks in the scale's book folder whose entry left the toc."""
     import nbformat
 
-    for path in sorted((ROOT / "book").glob("*.ipynb")):
+    for path in sorted(book_dir(scale).glob("*.ipynb")):
         if path.stem in names:
             continue
         try:
@@ -390,13 +488,16 @@ def jupyter_book_cmd() -> list[str]:
     raise BuildError("jupyter-book not found (run `make setup`)")
 
 
-def build_html() -> None:
-    cmd = jupyter_book_cmd() + ["build", ".", "--builder", "html", "--all",
+def build_html(scale: str) -> None:
+    out = html_dir(scale)
+    cmd = jupyter_book_cmd() + ["build", rel(source_root(scale)), "--builder", "html", "--all",
                                 "--warningiserror", "--nitpick", "--keep-going"]
+    if scale != "book":
+        cmd += ["--path-output", rel(out.parents[1])]
     log("$ " + " ".join([Path(cmd[0]).name] + cmd[1:]))
-    if HTML_DIR.exists():  # no page of an earlier build may survive (check_book opens all)
-        shutil.rmtree(HTML_DIR)
-    log_path = ROOT / "_build" / "jupyter-book.log"
+    if out.exists():  # no page of an earlier build may survive (check_book opens all)
+        shutil.rmtree(out)
+    log_path = (ROOT / "_build" if scale == "book" else out.parents[1]) / "jupyter-book.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     problems = []
     with open(log_path, "w", encoding="utf8") as logf:
@@ -416,21 +517,21 @@ def build_html() -> None:
             f"HTML build failed (exit {rc}, {len(problems)} warning/error line(s); strict mode "
             f"turns every warning into a failure; full log in {rel(log_path)}):\n{summary}"
         )
-    check_no_remote_assets()
+    check_no_remote_assets(out)
 
 
-def check_no_remote_assets() -> None:
+def check_no_remote_assets(out: Path) -> None:
     """Static check: the built HTML must not load anything from another host."""
     offenders = []
-    for page in sorted(HTML_DIR.rglob("*.html")):
+    for page in sorted(out.rglob("*.html")):
         text = page.read_text(encoding="utf8", errors="replace")
         for match in REMOTE_ASSET.finditer(text):
             offenders.append(f"  {rel(page)}: {match.group(1)}")
     if offenders:
         raise BuildError("the built HTML loads remote assets (the book must work offline):\n"
                          + "\n".join(offenders[:50]))
-    if not (HTML_DIR / "_static" / "mathjax" / MATHJAX_ENTRY).is_file():
-        raise BuildError(f"MathJax is missing from {rel(HTML_DIR)}/_static/mathjax/")
+    if not (out / "_static" / "mathjax" / MATHJAX_ENTRY).is_file():
+        raise BuildError(f"MathJax is missing from {rel(out)}/_static/mathjax/")
 
 
 # --------------------------------------------------------------------------- main
@@ -450,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true",
                     help="execute even the notebooks whose hash is unchanged (e.g. after "
                          "replacing committed result files, which the hash does not cover)")
+    ap.add_argument("--recompute", nargs="+", metavar="NAME",
+                    help="recompute the results of these notebooks (or `all`) instead of "
+                         "reusing the result files (make book RECOMPUTE=...)")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -462,6 +566,14 @@ def main(argv: list[str] | None = None) -> int:
             raise BuildError(f"--only {' '.join(unknown)}: not a notebook of the book; "
                              f"the notebooks in _toc.yml are: {', '.join(names) or '(none)'}")
         selected = [n for n in names if n in args.only]
+    recompute = set()
+    if args.recompute:
+        wanted = [n for r in args.recompute for n in re.split(r"[,\s]+", r) if n]
+        recompute = set(names) if "all" in wanted else set(wanted)
+        unknown = sorted(recompute - set(names))
+        if unknown:
+            raise BuildError(f"RECOMPUTE / --recompute {' '.join(unknown)}: not a notebook of the book; "
+                             f"use `all` or some of: {', '.join(names) or '(none)'}")
 
     if args.refresh_sources:
         t0 = time.perf_counter()
@@ -473,10 +585,12 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.scale or "book"
 
     libs = library_files()
+    stage_sources(scale)
     counts = {"executed": 0, "reused": 0}
     t0 = time.perf_counter()
     for i, name in enumerate(selected, 1):
-        counts[execute_for_book(name, scale, libs, f"[{i}/{len(selected)}]", args.force)] += 1
+        counts[execute_for_book(name, scale, libs, f"[{i}/{len(selected)}]", args.force,
+                                recompute_before=time.time() if name in recompute else None)] += 1
     t_nb = time.perf_counter() - t0
     log(f"notebooks: {counts['executed']} executed, {counts['reused']} reused in {t_nb:.1f} s")
     if args.only:
@@ -485,21 +599,21 @@ def main(argv: list[str] | None = None) -> int:
         for name in (n for n in names if n not in selected):
             src = ROOT / "notebooks" / f"{name}.ipynb"
             digest = build_hash(nbformat.read(src, as_version=4), params_file(name, scale), libs)
-            if stored_hash(ROOT / "book" / f"{name}.ipynb") != digest:
-                log(f"note: book/{name}.ipynb is not current for scale={scale} (not in --only)")
+            if stored_hash(book_dir(scale) / f"{name}.ipynb") != digest:
+                log(f"note: {rel(book_dir(scale))}/{name}.ipynb is not current for scale={scale} (not in --only)")
 
     if args.no_html:
         return 0
-    remove_stale_outputs(names)
-    missing = [n for n in names if not (ROOT / "book" / f"{n}.ipynb").is_file()]
+    remove_stale_outputs(names, scale)
+    missing = [n for n in names if not (book_dir(scale) / f"{n}.ipynb").is_file()]
     if missing:
         raise BuildError("not executed yet (run without --only, or with --no-html): "
-                         + ", ".join(f"book/{n}.ipynb" for n in missing))
+                         + ", ".join(f"{rel(book_dir(scale))}/{n}.ipynb" for n in missing))
     ensure_mathjax()
     t0 = time.perf_counter()
-    build_html()
+    build_html(scale)
     t_html = time.perf_counter() - t0
-    log(f"html: {rel(HTML_DIR)}/index.html built in {t_html:.1f} s "
+    log(f"html: {rel(html_dir(scale))}/index.html built in {t_html:.1f} s "
         f"(total {time.perf_counter() - t_start:.1f} s)")
     return 0
 

@@ -6,17 +6,22 @@
 #                      defaults and every output is compared with the stored one (sanitised
 #                      by tests/nbval_sanitize.cfg); the assert cells are the real test
 #   3. book            scripts/build_book.py --scale $METAGRAD_TEST_SCALE (default: smoke):
-#                      papermill + strict Jupyter Book build into _build/html; notebooks whose
-#                      hash is unchanged are reused from book/*.ipynb
+#                      papermill + strict Jupyter Book build into _build/smoke/ (never into
+#                      book/ or _build/html: the published book is left as it is)
 #   4. browser check   scripts/check_book.py: headless Chromium opens every page (MathJax,
-#                      images, no request off 127.0.0.1), screenshot in _build/screenshot.png
+#                      images, no request off 127.0.0.1), screenshots under _build/smoke/
+#
+# Stages 2-4 run with NO data (METAGRAD_DATA = an empty folder, whatever is beside the clone):
+# the smoke scale must never depend on the data root, so CI fails whenever a newcomer would.
+# Stage 1 may read real data (../shared/data, or $METAGRAD_DATA); its real-data tests skip with
+# a reason when the data is absent.
 #
 # Every stage runs even if an earlier one failed (except 4, which needs 3); the last line
 # is a summary of the stages. Environment:
 #   PY                    interpreter (default: .venv/bin/python, else python3)
 #   METAGRAD_TEST_SCALE   scale of the book build (default: smoke, the scale nbval checks;
 #                         `book` rebuilds the published scale into the same _build/html)
-#   METAGRAD_DATA         data root (default: ../shared/data when that folder exists)
+#   METAGRAD_DATA         data root of the unit tests (default: ../shared/data when it exists)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,6 +40,10 @@ fi
 export PYDEVD_DISABLE_FILE_VALIDATION=1
 # small problems run faster and steadier on one thread per process
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+# the no-data root of stages 2-4
+NODATA=$(mktemp -d "${TMPDIR:-/tmp}/metagrad-nodata.XXXXXX")
+trap 'rm -rf "$NODATA"' EXIT
 
 STAGES=()
 passed=0
@@ -119,7 +128,7 @@ class RootCwdKernel(_RunningKernel):
 nbval.plugin.RunningKernel = RootCwdKernel
 EOF
     rc=0
-    NBVAL_CWD="$ROOT" PYTHONPATH="$PLUGIN_DIR${PYTHONPATH:+:$PYTHONPATH}" \
+    METAGRAD_DATA="$NODATA" NBVAL_CWD="$ROOT" PYTHONPATH="$PLUGIN_DIR${PYTHONPATH:+:$PYTHONPATH}" \
         "$PY" -m pytest -q -p nbval_rootcwd -p no:cacheprovider \
         --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
         "${NOTEBOOKS[@]}" || rc=$?
@@ -127,10 +136,11 @@ EOF
 fi
 
 # ---------------------------------------------------------------- 3. book
-banner "book: scripts/build_book.py --scale $SCALE (strict)"
+banner "book: scripts/build_book.py --scale $SCALE (strict, no data)"
 t0=$(now)
 book_ok=0
-if "$PY" scripts/build_book.py --scale "$SCALE"; then
+if [ "$SCALE" = book ]; then HTML_OUT=_build/html; else HTML_OUT=_build/$SCALE/_build/html; fi
+if METAGRAD_DATA="$NODATA" "$PY" scripts/build_book.py --scale "$SCALE"; then
     record "book ($SCALE)" passed "$t0"
     book_ok=1
 else
@@ -147,7 +157,8 @@ else
     if ! ensure_chromium; then
         echo "could not install chromium / chromium-driver with apt-get"
         record "browser check" failed "$t0"
-    elif "$PY" scripts/check_book.py; then
+    elif "$PY" scripts/check_book.py --html-dir "$HTML_OUT" \
+            --screenshot "$(dirname "$HTML_OUT")/screenshot.png"; then
         record "browser check" passed "$t0"
     else
         record "browser check" failed "$t0"
@@ -161,7 +172,7 @@ echo "=== summary ($total s)"
 for line in "${STAGES[@]}"; do echo "  $line"; done
 if [ "$total" -gt 780 ] && [ "$SCALE" != smoke ]; then
     echo "  note: over the ~15-minute budget of make test (with setup); METAGRAD_TEST_SCALE=smoke"
-    echo "        builds the book at the smoke scale instead (into the same _build/html)"
+    echo "        builds the book at the smoke scale instead (into _build/smoke/)"
 fi
 summary="stages: $passed passed, $failed failed"
 [ "$skipped" -gt 0 ] && summary="$summary, $skipped skipped"

@@ -122,10 +122,12 @@ def test_horizon_below_one(T):
         problem.replace(T=T)
 
 
-def test_optimizer_must_be_a_metagrad_optimizer():
+def test_optimizer_must_follow_the_protocol():
     problem, _ = small_family("quadratic")
-    with pytest.raises(mg.ConfigError, match=r"optimizer must be metagrad\.optim\.SGD, Momentum or Adam, got type"):
+    with pytest.raises(mg.ConfigError, match=r"torch\.optim\.SGD, which updates in place"):
         problem.replace(optimizer=torch.optim.SGD)
+    with pytest.raises(mg.ConfigError, match=r"lacks the method\(s\) \['init', 'step', 'hyper'\]"):
+        problem.replace(optimizer="sgd")
 
 
 def test_optimizer_hyperparameter_must_be_number_or_callable():

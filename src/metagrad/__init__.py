@@ -9,14 +9,19 @@ Describe a problem once, ask for its hypergradient by any method::
     res.grad, res.loss, res.cost
 """
 from .problem import BilevelProblem, BlackBoxProblem, minibatches
-from .optim import SGD, Momentum, Adam
+from .optim import SGD, Momentum, Nesterov, Adam, AdamW, RMSprop, schedule
 from .estimators import Result, available_methods, options_of, hypergrad, register, fg2u_directions
+from .estimators import implicit_hypergrad as implicit, hvp, StructuralZeroWarning
+from .module import from_module, FunctionalModule
+from .interop import objective
 from .cost import Cost
 from .errors import MetagradError, ConfigError, InnerDivergenceError, MemoryBudgetError
 
 __version__ = "0.1.0"
 __all__ = [
-    "BilevelProblem", "BlackBoxProblem", "minibatches", "SGD", "Momentum", "Adam", "Result",
+    "BilevelProblem", "BlackBoxProblem", "minibatches", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "RMSprop", "schedule", "Result",
     "available_methods", "options_of", "hypergrad", "register", "fg2u_directions", "Cost",
+    "from_module", "FunctionalModule", "implicit", "hvp", "StructuralZeroWarning",
+    "objective",
     "MetagradError", "ConfigError", "InnerDivergenceError", "MemoryBudgetError",
 ]

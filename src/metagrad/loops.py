@@ -76,7 +76,8 @@ def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig,
                evaluate: Callable[[dict], dict] | None = None,
                project: Callable[[dict], dict] | None = None,
                checkpoint: str | Path | None = None, progress: bool = True,
-               run_config: dict | None = None) -> History:
+               run_config: dict | None = None, optimizer: Any = None, scheduler: Any = None,
+               clip_grad_norm: float | None = None) -> History:
     """Optimise α for ``cfg.steps`` outer steps.
 
     Args:
@@ -87,14 +88,28 @@ def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig,
         project: ``alpha -> alpha`` applied after each update (e.g. clipping).
         checkpoint: a file path; when given, the run resumes from it and saves to it.
         run_config: extra configuration that identifies the run (mixed into the checkpoint key).
+        optimizer: a ``torch.optim`` optimiser built over ``alpha0``'s own tensors; it replaces
+            ``cfg.optimizer`` / ``cfg.lr`` (see :class:`~metagrad.interop.TorchOuter`).
+        scheduler: a ``torch.optim.lr_scheduler`` of ``optimizer``, stepped after every update.
+        clip_grad_norm: clip the hypergradient's global norm before each update.
     """
-    key = config_hash({"outer": asdict(cfg), "run": run_config or {}})
-    opt = _outer_opt(cfg)
+    key_parts = {"outer": asdict(cfg), "run": run_config or {}}
+    if optimizer is not None:
+        from .interop import TorchOuter
+        opt = TorchOuter(optimizer, alpha0, scheduler, clip_grad_norm)
+        key_parts["torch"] = opt.describe()
+    else:
+        check(scheduler is None and clip_grad_norm is None,
+              "scheduler and clip_grad_norm need a torch.optim optimizer: pass optimizer=...")
+        opt = _outer_opt(cfg)
+    key = config_hash(key_parts)
     alpha = tree_detach(alpha0)
     state, start, records, elapsed = opt.init(alpha), 0, [], 0.0
     saved = load_checkpoint(checkpoint, key, alpha, cfg.steps) if checkpoint is not None else None
     if saved is not None:
         alpha, state, start = saved["alpha"], saved["opt_state"], saved["step"]
+        if hasattr(opt, "load"):
+            opt.load(state)
         records, elapsed = saved["records"], saved["wall_time_s"]
         set_rng_state(saved["rng"])
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
@@ -112,6 +127,8 @@ def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig,
         rec = {"step": step + 1, "outer_loss": float(res.loss), "wall_time_s": time.perf_counter() - t0,
                "jvps": res.cost.jvps, "vjps": res.cost.vjps, "hvps": res.cost.hvps,
                "inner_steps": res.cost.inner_steps}
+        if optimizer is not None:
+            rec["outer_lr"] = opt.lr  # after the scheduler's step
         last = step + 1 == cfg.steps
         if evaluate is not None and (last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
             rec.update(evaluate(alpha))

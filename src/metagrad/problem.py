@@ -21,7 +21,8 @@ from torch.utils import _pytree as pytree
 from ._tree import tree_leaves, describe
 from ._validate import as_int
 from .errors import check, ConfigError, MetagradError
-from .optim import SGD, Momentum, Adam
+from .optim import SGD
+from .module import FunctionalModule, _bound
 
 __all__ = ["BilevelProblem", "BlackBoxProblem", "minibatches"]
 
@@ -37,13 +38,17 @@ class BilevelProblem:
         outer_loss: ``L_val(w, alpha, batch) -> scalar``.
         init: initial inner parameters ``w_0`` (a dict of tensors) or a function
             ``alpha -> w_0`` for a learned initialisation.
-        optimizer: :class:`~metagrad.optim.SGD`, :class:`~metagrad.optim.Momentum` or
-            :class:`~metagrad.optim.Adam`; its hyperparameters may be callables of ``alpha``.
+        optimizer: any object with ``init(w)``, ``step(w, buffers, g, hyper, t)`` and
+            ``hyper(alpha)`` (see :mod:`metagrad.optim`: SGD, Momentum, Adam, AdamW, RMSprop,
+            or your own class); its hyperparameters may be callables of ``alpha``.
         T: horizon (number of inner steps), ``T >= 1``.
         inner_batches: the inner batch used at every step (full batch), or a callable
             ``t -> batch`` (``t = 0..T-1``) for a deterministic minibatch schedule
             (see :func:`minibatches`).
         outer_batch: the batch of the outer loss.
+        buffers: non-differentiated inner state of an ``nn.Module`` (BatchNorm running
+            statistics, counters): ``net.buffers`` of :func:`metagrad.from_module`. Updated by
+            every inner step, never differentiated.
     """
     inner_loss: Loss
     outer_loss: Loss
@@ -52,15 +57,38 @@ class BilevelProblem:
     T: int = 10
     inner_batches: Any = None
     outer_batch: Any = None
+    buffers: Any = None
 
     def __post_init__(self):
         check(callable(self.inner_loss), "inner_loss must be a function (w, alpha, batch) -> scalar")
         check(callable(self.outer_loss), "outer_loss must be a function (w, alpha, batch) -> scalar")
         object.__setattr__(self, "T", as_int("T (the horizon)", self.T, 1, "; pass e.g. T=10"))
-        check(isinstance(self.optimizer, (SGD, Momentum, Adam)),
-              f"optimizer must be metagrad.optim.SGD, Momentum or Adam, got {type(self.optimizer).__name__}")
+        opt = self.optimizer
+        if isinstance(opt, torch.optim.Optimizer) or (isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer)):
+            raise ConfigError(f"optimizer is torch.optim.{getattr(opt, '__name__', type(opt).__name__)}, which updates "
+                              f"in place and cannot be differentiated through; use metagrad's pure "
+                              f"optimisers (mg.SGD, mg.Momentum, mg.Adam, mg.AdamW, mg.RMSprop) for the "
+                              f"inner loop. torch.optim is for alpha: outer_loop(..., optimizer=...)")
+        missing = [m for m in ("init", "step", "hyper") if not callable(getattr(opt, m, None))]
+        check(not missing,
+              f"optimizer {type(self.optimizer).__name__} lacks the method(s) {missing}: an inner "
+              f"optimiser needs init(w), step(w, buffers, g, hyper, t) and hyper(alpha) "
+              f"(see metagrad.optim, e.g. mg.SGD(lr=0.1))")
+        if isinstance(self.init, torch.nn.Module):
+            raise ConfigError(
+                f"init is an nn.Module ({type(self.init).__name__}); a module is not a learned "
+                f"initialisation. Use net = mg.from_module(model) and pass init=net.params, "
+                f"buffers=net.buffers, and call net(w, x) in the losses")
+        if isinstance(self.init, FunctionalModule):
+            raise ConfigError("init is the functional module itself: pass init=net.params, "
+                              "buffers=net.buffers")
         check(callable(self.init) or isinstance(self.init, dict),
               "init must be a dict of tensors (w_0) or a function alpha -> dict of tensors")
+        check(self.buffers is None or (isinstance(self.buffers, dict) and all(
+            isinstance(v, dict) and all(isinstance(x, torch.Tensor) for x in v.values())
+            for v in self.buffers.values())),
+            f"buffers must be net.buffers of mg.from_module ({{name: {{buffer: tensor}}}}), "
+            f"got {describe(self.buffers)}")
 
     # -- pieces every estimator uses ------------------------------------------------------
     @property
@@ -83,7 +111,8 @@ class BilevelProblem:
         """Check inputs once, before an estimator spends time: structure, dtypes, finite
         values, scalar losses (a loss that fails on α is reported with α's keys and shapes)."""
         check_alpha(alpha)
-        with torch.no_grad():
+        # no side effects: no gradients, and module buffers are bound to copies
+        with torch.no_grad(), _bound(self.buffers or {}):
             w0 = _call("init", lambda: self.w0(alpha), alpha) if callable(self.init) else self.init
             check(isinstance(w0, dict) and all(isinstance(x, torch.Tensor) and x.is_floating_point()
                                                for x in tree_leaves(w0)),
@@ -145,6 +174,7 @@ class BlackBoxProblem:
     solve: Callable[[Any], Any]
     outer_loss: Loss
     outer_batch: Any = None
+    buffers: Any = None
 
     def __post_init__(self):
         check(callable(self.solve), "solve must be a function alpha -> w_T")

@@ -20,8 +20,9 @@ from typing import Any, Callable
 import torch
 
 from .errors import CorruptFileError
+from .provenance import code_hashes
 
-__all__ = ["config_hash", "provenance", "save_result", "load_result", "cached",
+__all__ = ["config_hash", "provenance", "save_result", "load_result", "cached", "lookup",
            "atomic_write_bytes", "repo_root", "track_checkpoint"]
 
 
@@ -76,7 +77,10 @@ def provenance(config: dict, *, wall_time_s: float | None = None, device: str | 
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": numpy.__version__, "metagrad": metagrad.__version__},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_unix": round(time.time(), 3),
         "wall_time_s": wall_time_s,
+        # the library modules loaded when the result was made (metagrad.provenance: staleness)
+        "code": code_hashes(),
     }
 
 
@@ -166,16 +170,48 @@ def track_checkpoint(path: str | Path) -> None:
         pending.append(Path(path))
 
 
+#: Environment variable set by ``make book RECOMPUTE=<page>`` (scripts/build_book.py): a Unix
+#: time; result files made before it are recomputed by :func:`cached` (each once per build).
+RECOMPUTE_ENV = "METAGRAD_RECOMPUTE_BEFORE"
+
+
+def _recompute_before() -> float | None:
+    value = os.environ.get(RECOMPUTE_ENV)
+    try:
+        return float(value) if value else None
+    except ValueError:
+        raise ValueError(f"{RECOMPUTE_ENV}={value!r} is not a Unix time; unset it or set it to "
+                         "e.g. $(date +%s)") from None
+
+
+def lookup(path: str | Path, config: dict) -> dict | None:
+    """The payload of ``path`` if it holds a result for exactly ``config`` (and is not due for
+    recomputation, see :data:`RECOMPUTE_ENV`), else ``None``. Reads no data: pages call it to
+    decide whether they need their data at all."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    payload = load_result(path)
+    prov = payload.get("provenance", {}) if isinstance(payload, dict) else {}
+    if prov.get("config_hash") != config_hash(config):
+        return None
+    before = _recompute_before()
+    if before is not None and float(prov.get("created_unix") or 0) < before:
+        return None
+    return payload
+
+
 def cached(path: str | Path, config: dict, compute: Callable[[], Any], *, force: bool = False,
            device: str | None = None) -> dict:
     """Load ``path`` if it holds a result for exactly ``config``; otherwise run ``compute()``,
-    save it with provenance and return the payload. Finished results are never recomputed.
+    save it with provenance and return the payload. Finished results are never recomputed,
+    except with ``force=True`` or under ``make book RECOMPUTE=...`` (:data:`RECOMPUTE_ENV`).
     Outer-loop checkpoints written by ``compute`` are removed once the result is saved; if
     ``compute`` fails they stay, and the next call resumes from them."""
     path = Path(path)
-    if path.exists() and not force:
-        payload = load_result(path)
-        if payload.get("provenance", {}).get("config_hash") == config_hash(config):
+    if not force:
+        payload = lookup(path, config)
+        if payload is not None:
             return payload
     start = time.perf_counter()
     token = _CHECKPOINTS.set([])

@@ -12,6 +12,7 @@ from torch.func import grad_and_value
 
 from ._tree import tree_detach
 from .errors import InnerDivergenceError
+from . import module
 
 __all__ = ["initial_state", "transition", "run", "run_taped", "outer_value_and_grads",
            "check_losses", "State"]
@@ -22,12 +23,16 @@ State = tuple  # (w, buffers)
 def initial_state(problem, alpha: Any) -> State:
     """``(w_0, buffers_0)``; ``w_0 = init(alpha)`` for a learned initialisation."""
     w0 = problem.w0(alpha)
+    if getattr(problem, "buffers", None) is not None:  # module buffers ride in the state
+        return (w0, module.initial_buffers(problem, w0))
     return (w0, problem.optimizer.init(w0))
 
 
 def transition(problem, state: State, alpha: Any, t: int) -> tuple[State, torch.Tensor]:
     """One inner step ``t -> t+1`` (``t`` is 0-based). Returns the new state and
     ``L_train(w_t)``, the loss at the *old* weights."""
+    if getattr(problem, "buffers", None) is not None:  # an nn.Module's buffers (mg.from_module)
+        return module.stateful_transition(problem, state, alpha, t)
     w, buffers = state
     g, loss = grad_and_value(problem.inner_loss)(w, alpha, problem.batch(t))
     hp = problem.optimizer.hyper(alpha)

@@ -7,12 +7,13 @@ from typing import Any, Callable
 
 import torch
 
-from .._tree import same_structure, tree_leaves, describe, tree_map
+from .._tree import same_structure, tree_leaves, describe, tree_map, tree_detach
 from ..cost import Cost, measure
 from ..errors import ConfigError, MetagradError, check
 from ..problem import BilevelProblem, BlackBoxProblem
 from .. import unroll
 from ._checks import GUARDS, normalise_options
+from .semantics import warn_structural_zeros
 
 __all__ = ["Result", "register", "available_methods", "hypergrad"]
 
@@ -21,16 +22,24 @@ _REGISTRY: dict[str, tuple[Callable, bool]] = {}
 
 @dataclass
 class Result:
-    """What every estimator returns: the hypergradient (structured like α), ``F(α)``, the cost."""
+    """What every estimator returns: the hypergradient (structured like α), ``F(α)``, the cost.
+
+    ``w_T`` (detached inner weights at T, e.g. for a warm start: ``problem.replace(init=res.w_T)``)
+    and ``state_T`` (``(w_T, buffers)``, with an nn.Module's buffers under
+    ``state_T[1]["module"]``) are kept by the methods that run the inner loop outside
+    forward-mode transforms; ``fmd``, ``fg2u`` and black-box runs leave them ``None``."""
     grad: dict
     loss: torch.Tensor
     cost: Cost
     method: str
     options: dict = field(default_factory=dict)
+    w_T: Any = None
+    state_T: Any = None
 
 
 def register(name: str, *, black_box: bool = False) -> Callable:
-    """Register ``fn(problem, alpha, cost, **options) -> (grad, loss)`` under ``name``.
+    """Register ``fn(problem, alpha, cost, **options) -> (grad, loss)`` (or ``(grad, loss,
+    state_T)``, the inner state at T) under ``name``.
     ``black_box=True``: it also accepts a :class:`~metagrad.problem.BlackBoxProblem`."""
     def deco(fn: Callable) -> Callable:
         _REGISTRY[name] = (fn, black_box)
@@ -90,10 +99,21 @@ def hypergrad(problem: BilevelProblem | BlackBoxProblem, alpha: dict, method: st
         problem.validate(alpha)
     if method in GUARDS:
         GUARDS[method](problem, alpha, options)
+    warn_structural_zeros(problem, alpha, method, options)
     cost = Cost()
     device = tree_leaves(alpha)[0].device
     with measure(cost, device, track_memory):
-        grad, loss = fn(problem, alpha, cost, **options)
+        try:
+            out = fn(problem, alpha, cost, **options)
+        except RuntimeError as e:
+            if "mutate a captured" not in str(e):
+                raise
+            raise ConfigError(
+                "a loss mutated a tensor in place inside the differentiated inner loop (typically "
+                "an nn.Module called directly: BatchNorm updates its running statistics in place). "
+                "Use net = mg.from_module(model), call net(w, x) in the losses and pass "
+                "init=net.params, buffers=net.buffers") from e
+    grad, loss, state_T = out[0], out[1], (tree_detach(out[2]) if len(out) > 2 else None)
     if not same_structure(grad, alpha):
         raise ConfigError(f"alpha and hypergradient structure mismatch: alpha is {describe(alpha)}, "
                           f"method {method!r} returned {describe(grad)}")
@@ -105,4 +125,5 @@ def hypergrad(problem: BilevelProblem | BlackBoxProblem, alpha: dict, method: st
             f"method {method!r} produced a non-finite hypergradient or outer loss ({float(loss)}) "
             f"although the inner losses stayed finite: check outer_loss for overflow, or reduce "
             f"the inner learning rate / horizon T")
-    return Result(grad, loss.detach(), cost, method, dict(options))
+    return Result(grad, loss.detach(), cost, method, dict(options),
+                  w_T=None if state_T is None else state_T[0], state_T=state_T)

@@ -73,7 +73,7 @@ def greedy(problem, alpha, cost, *, gamma: float = 0.9):
     result = tree_add(ga, h)
     if init_term is not None:
         result = tree_add(result, tree_scale(init_term, gamma ** T))
-    return result, value
+    return result, value, state
 
 
 @register("t1t2")
@@ -92,7 +92,7 @@ def t1t2(problem, alpha, cost):
     state, loss, b_t = _step_vjp(problem, state, alpha, problem.T - 1, cot, cost)
     import torch
     unroll.check_losses(loss.reshape(1), problem.T - 1, problem, alpha)
-    return tree_add(grads["ga"], b_t), grads["value"].detach()
+    return tree_add(grads["ga"], b_t), grads["value"].detach(), state
 
 
 @register("fo", black_box=True)
@@ -108,7 +108,7 @@ def fo(problem, alpha, cost):
         return ga, value
     state = unroll.run(problem, alpha, cost=cost)
     value, _, ga = unroll.outer_value_and_grads(problem, state[0], alpha, cost)
-    return ga, value
+    return ga, value, state
 
 
 def _value_and_alpha_grad(problem, w, alpha, cost):

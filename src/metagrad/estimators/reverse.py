@@ -61,9 +61,9 @@ def _reverse(problem, alpha, cost, *, K: int, segment: int):
     if not seg_starts:  # K = 0: first-order
         state = unroll.run(problem, alpha, cost=cost)
         loss, _, ga = unroll.outer_value_and_grads(problem, state[0], alpha, cost)
-        return ga, loss
+        return ga, loss, state
 
-    grad, cot, loss = None, None, None
+    grad, cot, loss, final = None, None, None, None
     for s in reversed(seg_starts):
         e = min(s + segment, T)
 
@@ -76,6 +76,7 @@ def _reverse(problem, alpha, cost, *, K: int, segment: int):
         if cot is None:  # the last segment ends at w_T: start the backward pass there
             loss, gw, grad = unroll.outer_value_and_grads(problem, end_state[0], alpha, cost)
             cot = (gw, tree_zeros_like(end_state[1]))
+            final = tree_detach(end_state)
         g_alpha, cot = vjp_fn(cot)
         grad = tree_add(grad, g_alpha)
         del end_state, vjp_fn
@@ -83,4 +84,4 @@ def _reverse(problem, alpha, cost, *, K: int, segment: int):
         _, init_vjp = vjp(lambda a: unroll.initial_state(problem, a), alpha)
         cost.vjps += 1
         grad = tree_add(grad, init_vjp(cot)[0])
-    return tree_map(torch.Tensor.detach, grad), loss
+    return tree_map(torch.Tensor.detach, grad), loss, final

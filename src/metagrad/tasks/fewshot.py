@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ from ..optim import Momentum
 from ..problem import BilevelProblem
 from ..config import config_from_params
 from ..report import best_by, mean_ci, fmt_mean_ci, welch_greater
-from ..results import cached, repo_root
+from ..results import cached, lookup, repo_root
 
 __all__ = ["PAPER_1SHOT", "PAPER_10SHOT", "FewShotConfig", "FewShotData", "FewShotResult",
            "METHODS", "load_data", "init_params", "forward", "task_logits", "stack_tasks",
@@ -178,7 +178,8 @@ class FewShotData:
 
 def load_data(cfg: FewShotConfig) -> FewShotData:
     """Omniglot (all zips present under the data root) or, with ``data="auto"`` and no
-    Omniglot, the digits; classes split ``1 - val_fraction`` / ``val_fraction`` by ``split_seed``."""
+    Omniglot, the digits; classes split ``1 - val_fraction`` / ``val_fraction`` by ``split_seed``
+    (on the 10 digit classes, at least as many held-out classes as the widest feasible way)."""
     from ..data import load_omniglot, load_oneshot_runs, load_digits, split_classes, DataNotFoundError
     dev, dt = resolve_device(cfg.device), cfg.torch_dtype
     name, runs = cfg.data, None
@@ -206,8 +207,11 @@ def load_data(cfg: FewShotConfig) -> FewShotData:
         images = torch.stack([x[y == c][:per] for c in range(10)])
         note = (f"no Omniglot found: scikit-learn digits stand in (10 classes × {per} images, "
                 f"upsampled to {cfg.image_size}×{cfg.image_size}); no official one-shot runs")
-    train, held = split_classes(images.shape[0], (1 - cfg.val_fraction, cfg.val_fraction),
-                                seed=cfg.split_seed)
+    frac = cfg.val_fraction
+    if name == "digits":  # 10 classes: hold out enough for the widest way that fits in half of them
+        ways = [w for _, w in cfg.settings if 2 * w <= images.shape[0]]
+        frac = max([frac] + [w / images.shape[0] for w in ways])
+    train, held = split_classes(images.shape[0], (1 - frac, frac), seed=cfg.split_seed)
     note += f"; {len(train)} meta-train and {len(held)} held-out classes (split seed {cfg.split_seed})"
     return FewShotData(images, train, held, runs, name, note)
 
@@ -396,6 +400,7 @@ class FewShotResult:
     data_note: str
     wall_time_s: float
     config: FewShotConfig = field(repr=False, default=None)
+    fallback: str | None = None     # a sentence for the page's banner when fallback data was used
 
 
 def _label(cfg, method, gamma=None):
@@ -408,38 +413,80 @@ def _label(cfg, method, gamma=None):
     return _LABELS[method]
 
 
-def run(cfg: FewShotConfig, *, progress: bool = False, force: bool = False) -> FewShotResult:
-    """Every (setting, method, γ, seed) run, each a cached JSON file under
-    ``results_dir/<scale>/`` with its outer-loop checkpoint under ``checkpoints/`` (resumable),
-    then the tables. Finished runs are loaded, never recomputed."""
-    start = time.perf_counter()
-    data = load_data(cfg)
-    out_dir = repo_root() / cfg.results_dir / cfg.scale
-    ck_dir = repo_root() / cfg.checkpoint_dir / cfg.scale
-    rows = []
+def _run_keys(cfg: FewShotConfig, data_name: str, oneshot: bool):
+    """``(shot, way, method, γ, seed, file name, run config)`` of every run; needs no data."""
     for shot, way in cfg.settings:
-        check(way <= len(data.held_out), f"{way}-way needs {way} held-out classes; {data.name} has "
-              f"{len(data.held_out)} (use fewer ways or Omniglot)")
         for method in cfg.methods:
             for gamma in (cfg.gammas if method == "greedy" else (None,)):
                 for seed in cfg.seeds:
-                    name = f"{data.name}_{shot}shot-{way}way__{_tag(method, gamma)}__seed{seed}"
-                    run_cfg = {"model": cfg.model_key(), "data": data.name, "shot": shot, "way": way,
+                    name = f"{data_name}_{shot}shot-{way}way__{_tag(method, gamma)}__seed{seed}"
+                    run_cfg = {"model": cfg.model_key(), "data": data_name, "shot": shot, "way": way,
                                "method": method, "options": _options(cfg, method, gamma), "seed": seed,
-                               "oneshot_runs": data.runs is not None}
-                    payload = cached(out_dir / f"{name}.json", run_cfg, force=force, compute=lambda: train(
-                        cfg, data, shot, way, method, seed, gamma=gamma,
-                        checkpoint=ck_dir / f"{name}.pt", progress=progress))
-                    r = payload["result"]
-                    rows.append({"shot": shot, "way": way, "method": method, "gamma": gamma, "seed": seed,
-                                 "label": _label(cfg, method, gamma), **r,
-                                 "#JVPs (ours)": r["jvps"] + r["vjps"] + r["hvps"],
-                                 "run_wall_time_s": payload["provenance"]["wall_time_s"]})
+                               "oneshot_runs": oneshot}
+                    yield shot, way, method, gamma, seed, name, run_cfg
+
+
+def cached_data(cfg: FewShotConfig) -> tuple[str, bool] | None:
+    """``(data name, one-shot runs)`` under which every run of ``cfg`` is already cached, else
+    ``None``. The result files are consulted before any data is read, so a page whose results
+    are committed renders on a machine without the data."""
+    out_dir = repo_root() / cfg.results_dir / cfg.scale
+    for name in (("omniglot", "digits") if cfg.data == "auto" else (cfg.data,)):
+        for oneshot in ((True, False) if name == "omniglot" and cfg.oneshot_runs else (False,)):
+            if all(lookup(out_dir / f"{n}.json", rc) is not None
+                   for *_, n, rc in _run_keys(cfg, name, oneshot)):
+                return name, oneshot
+    return None
+
+
+def run(cfg: FewShotConfig, *, progress: bool = False, force: bool = False) -> FewShotResult:
+    """Every (setting, method, γ, seed) run, each a cached JSON file under
+    ``results_dir/<scale>/`` with its outer-loop checkpoint under ``checkpoints/`` (resumable),
+    then the tables. Finished runs are loaded, never recomputed; when every run is cached the
+    data is not read at all. Settings the fallback data (digits) cannot hold are skipped and
+    named in ``fallback``."""
+    start = time.perf_counter()
+    out_dir = repo_root() / cfg.results_dir / cfg.scale
+    ck_dir = repo_root() / cfg.checkpoint_dir / cfg.scale
+    hit = None if force else cached_data(cfg)
+    fallback = None
+    if hit is not None and hit[0] == "omniglot":
+        data, (data_name, oneshot) = None, hit
+        note = (f"Omniglot: every run read from its result file under {cfg.results_dir}/{cfg.scale}/ "
+                "(the data itself is not needed to show them)")
+    else:  # the digits are embedded: loading them is cheap and gives the same note either way
+        data = load_data(cfg)
+        data_name, oneshot, note = data.name, data.runs is not None, data.note
+        skipped = [sw for sw in cfg.settings if sw[1] > len(data.held_out) or sw[1] > len(data.train)]
+        if data.name == "digits" and cfg.data == "auto":
+            fallback = ("Omniglot is not under the data root and not every run of this page is "
+                        "computed on it: the runs below use scikit-learn's 8×8 digits (10 classes) instead. "
+                        "They do not test the paper's Omniglot claims; `metagrad fetch omniglot` "
+                        "gets the real data.")
+            if skipped:
+                fallback += (" Settings skipped (more ways than the 10 digit classes allow): "
+                             + ", ".join(f"{s}-shot {w}-way" for s, w in skipped) + ".")
+        else:
+            for shot, way in skipped:
+                check(False, f"{way}-way needs {way} held-out and meta-train classes; {data.name} "
+                      f"has {len(data.held_out)} / {len(data.train)} (use fewer ways or Omniglot)")
+        cfg_run = replace(cfg, settings=tuple(sw for sw in cfg.settings if sw not in skipped))
+    rows = []
+    for shot, way, method, gamma, seed, name, run_cfg in _run_keys(cfg if data is None else cfg_run,
+                                                                    data_name, oneshot):
+        payload = cached(out_dir / f"{name}.json", run_cfg, force=force, compute=lambda: train(
+            cfg, data, shot, way, method, seed, gamma=gamma,
+            checkpoint=ck_dir / f"{name}.pt", progress=progress))
+        r = payload["result"]
+        rows.append({"shot": shot, "way": way, "method": method, "gamma": gamma, "seed": seed,
+                     "label": _label(cfg, method, gamma), **r,
+                     "#JVPs (ours)": r["jvps"] + r["vjps"] + r["hvps"],
+                     "run_wall_time_s": payload["provenance"]["wall_time_s"]})
     runs = pd.DataFrame(rows)
     chosen = _choose_gamma(runs)
     table = _table(cfg, runs, chosen)
-    return FewShotResult(runs, chosen, table, _ranking(runs, chosen), data.note,
-                         time.perf_counter() - start, cfg)
+    return FewShotResult(runs, chosen, table, _ranking(runs, chosen), note,
+                         time.perf_counter() - start, cfg, fallback)
 
 
 def _choose_gamma(runs: pd.DataFrame) -> dict:

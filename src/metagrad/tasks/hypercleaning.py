@@ -35,7 +35,7 @@ from ..errors import ConfigError, check
 from ..loops import OuterConfig, outer_loop
 from ..config import config_from_params
 from ..report import best_by, fmt_mean_ci, mean_ci, welch_greater
-from ..results import cached, repo_root
+from ..results import cached, lookup, repo_root
 from .toy import resolve_device
 
 __all__ = ["HyperCleaningConfig", "HyperCleaningResult", "Instance", "PAPER_TABLE", "paper_table", "load_dataset",
@@ -295,6 +295,30 @@ class HyperCleaningResult:
     ranking: pd.DataFrame
     wall_time_s: float
     config: HyperCleaningConfig = field(repr=False, default=None)
+    fallback: str | None = None   # a sentence for the page's banner when a data set was skipped
+
+
+def _run_cfg(cfg, dataset, p, method, gamma, seed) -> dict:
+    return {"model": cfg.model_key(), "dataset": dataset, "sizes": list(cfg.sizes[dataset]),
+            "p_noise": p, "method": method, "options": _options(cfg, method, gamma), "seed": seed}
+
+
+def _unavailable(cfg: HyperCleaningConfig, out_dir) -> dict:
+    """``{dataset: reason}`` for the data sets that some run still needs but the data root lacks
+    (the result files are consulted first: cached runs need no data)."""
+    from ..data import DataNotFoundError
+    out = {}
+    for dataset in cfg.datasets:
+        if dataset == "digits" or all(
+                lookup(out_dir / f"{dataset}_p{p:g}_{_tag(m, g)}_s{s}.json", _run_cfg(cfg, dataset, p, m, g, s))
+                for p in cfg.p_noise for m in cfg.methods
+                for g in (cfg.gammas if m == "greedy" else (None,)) for s in cfg.seeds):
+            continue
+        try:
+            load_dataset(dataset, cfg.data_root)
+        except DataNotFoundError as err:
+            out[dataset] = str(err).splitlines()[0]
+    return out
 
 
 def run(cfg: HyperCleaningConfig, *, progress: bool = False, force: bool = False) -> HyperCleaningResult:
@@ -307,15 +331,19 @@ def run(cfg: HyperCleaningConfig, *, progress: bool = False, force: bool = False
     ck_dir = repo_root() / cfg.checkpoint_dir / cfg.scale
     device = resolve_device(cfg.device)
     data, rows, curves = {}, [], []
-    for dataset in cfg.datasets:
+    missing = {} if force else _unavailable(cfg, out_dir)
+    fallback = None
+    if missing:
+        fallback = ("Skipped for want of data (their results are not all computed and the data root "
+                    "lacks them): " + "; ".join(f"{d} ({why})" for d, why in missing.items())
+                    + ". `metagrad fetch mnist` (or fashion-mnist) gets them.")
+    for dataset in (d for d in cfg.datasets if d not in missing):
         for p in cfg.p_noise:
             for method in cfg.methods:
                 for gamma in (cfg.gammas if method == "greedy" else (None,)):
                     for seed in cfg.seeds:
                         name = f"{dataset}_p{p:g}_{_tag(method, gamma)}_s{seed}"
-                        run_cfg = {"model": cfg.model_key(), "dataset": dataset, "sizes": list(cfg.sizes[dataset]),
-                                   "p_noise": p, "method": method, "options": _options(cfg, method, gamma),
-                                   "seed": seed}
+                        run_cfg = _run_cfg(cfg, dataset, p, method, gamma, seed)
 
                         def compute():
                             if dataset not in data:
@@ -335,7 +363,7 @@ def run(cfg: HyperCleaningConfig, *, progress: bool = False, force: bool = False
     runs = pd.DataFrame(rows)
     chosen = _choose_gamma(runs)
     return HyperCleaningResult(runs, pd.DataFrame(curves), chosen, _ranking(runs, chosen),
-                               time.perf_counter() - start, cfg)
+                               time.perf_counter() - start, cfg, fallback)
 
 
 def _choose_gamma(runs: pd.DataFrame) -> dict:
