@@ -585,7 +585,7 @@ def b8_horizon_as_numpy_or_tensor(tmp):
 
 @bad_input
 def b8_optimizer_ranges(tmp):
-    cases = [(mg.SGD, dict(lr=-1), r"SGD\.lr must be a finite number > 0, got -1\.0; pass e\.g\. lr=0\.1"),
+    cases = [(mg.SGD, dict(lr=-1), r"SGD\.lr must be a finite number > 0, got -1\.0; pass e\.g\. lr=0\.1 \(a per-parameter"),
              (mg.SGD, dict(lr=0), r"SGD\.lr must be a finite number > 0, got 0"),
              (mg.SGD, dict(lr=float("nan")), r"SGD\.lr must be a finite number > 0, got nan"),
              (mg.SGD, dict(lr=float("inf")), r"SGD\.lr must be a finite number > 0, got inf"),

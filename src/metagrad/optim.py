@@ -156,12 +156,17 @@ _RANGES = {"lr": dict(low=0, low_open=True, hint="; pass e.g. lr=0.1"),
            "eps": dict(low=0), "eps_root": dict(low=0), "weight_decay": dict(low=0)}
 
 
-def _in_range(name: str, field: str, v: Any) -> Any:
-    """``v`` with its numbers (also per-parameter dict values) checked against _RANGES."""
+def _in_range(name: str, field: str, v: Any, frozen_ok: bool = False) -> Any:
+    """``v`` with its numbers checked against _RANGES; a per-parameter dict may hold lr=0
+    (a frozen parameter)."""
     if isinstance(v, dict):
-        return {k: _in_range(f"{name}[{k!r}]", field, x) for k, x in v.items()}
+        return {k: _in_range(f"{name}[{k!r}]", field, x, True) for k, x in v.items()}
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return as_real(name, v, **_RANGES.get(field, {}))
+        rng = dict(_RANGES.get(field, {}))
+        if field == "lr":
+            rng.update(low_open=not frozen_ok, hint="; pass e.g. lr=0.1 (a per-parameter dict "
+                                                    "may hold 0 to freeze a parameter)")
+        return as_real(name, v, **rng)
     return v
 
 
