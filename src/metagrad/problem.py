@@ -47,7 +47,7 @@ class BilevelProblem:
             (see :func:`minibatches`).
         outer_batch: the batch of the outer loss.
         buffers: non-differentiated inner state of an ``nn.Module`` (BatchNorm running
-            statistics, counters): ``net.buffers`` of :func:`metagrad.from_module`. Updated by
+            statistics, counters): ``net.buffers`` of :func:`metagrad.module.from_module`. Updated by
             every inner step, never differentiated.
     """
     inner_loss: Loss

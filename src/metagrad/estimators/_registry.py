@@ -80,7 +80,7 @@ def hypergrad(problem: BilevelProblem | BlackBoxProblem, alpha: dict, method: st
     """The hypergradient ``dF/dα`` of ``problem`` at ``alpha`` by ``method``.
 
     Args:
-        problem: a :class:`~metagrad.BilevelProblem` (or a :class:`~metagrad.BlackBoxProblem`
+        problem: a :class:`~metagrad.problem.BilevelProblem` (or a :class:`~metagrad.problem.BlackBoxProblem`
             for ``fg2u-zo`` / ``fo``).
         alpha: hyperparameters, a dict of floating-point tensors (device and dtype are followed).
         method: one of :func:`available_methods`.

@@ -33,12 +33,13 @@ import pandas as pd
 import torch
 
 from .. import BilevelProblem, SGD, hypergrad
-from ..errors import ConfigError, check
+from ..errors import check
 from ..config import config_from_params
 from ..results import cached, repo_root
 
 __all__ = ["ToyConfig", "ToyResult", "make_problem", "exact_hypergrad", "val_loss", "resolve_device",
-           "method_runs", "trajectory", "run", "summary_table", "claims_table", "check_claims",
+           "method_runs", "trajectory", "run", "summary_table", "common_steps", "cosine_prefix_table",
+           "diagonal_cosine_floor",
            "cost_check", "plot_curves", "facts", "setup_table"]
 
 #: Methods by their name in :func:`metagrad.hypergrad`; greedy runs at every γ in
@@ -70,7 +71,6 @@ class ToyConfig:
     G: tuple = (1.0, 0.5)
     w0: tuple = (2.0, 2.0)
     alpha0: tuple = (1.0, 1.0)
-    on_par: float = 0.05                # |Δ mean cosine| that counts as "on par"
     device: str = "auto"
     dtype: str = "float64"
     results_dir: str = "results/greedy_toy"
@@ -92,7 +92,7 @@ class ToyConfig:
     def problem_key(self) -> dict:
         """The fields that define one run's computation (not where it is stored or shown)."""
         d = asdict(self)
-        for k in ("scale", "horizons", "methods", "gammas", "fg2u_bs", "seeds", "on_par", "device",
+        for k in ("scale", "horizons", "methods", "gammas", "fg2u_bs", "seeds", "device",
                   "results_dir"):
             d.pop(k)
         return d
@@ -223,86 +223,79 @@ def run(cfg: ToyConfig, *, force: bool = False) -> ToyResult:
             curves.append(pd.DataFrame({"T": T, "key": key, "method": label(key), "seed": seed,
                                         "step": np.arange(len(loss)), "loss": loss, "cosine": cos}))
             increase = float(np.max(np.diff(loss), initial=0.0))
+            finite = np.isfinite(cos)
             rows.append({"T": T, "key": key, "method": label(key), "seed": seed,
                          "final loss": loss[-1], "min loss": loss.min(),
-                         "mean cosine": float(np.nanmean(cos)) if np.isfinite(cos).any() else math.nan,
+                         "defined steps": int(np.argmin(finite)) if not finite.all() else len(cos),
                          "largest increase": increase,
                          "#JVPs": r["cost"]["jvps"] + r["cost"]["vjps"] + r["cost"]["hvps"],
                          "alpha_final": tuple(r["alpha_final"]),
                          "run_wall_time_s": payload["provenance"]["wall_time_s"]})
-    return ToyResult(pd.concat(curves, ignore_index=True), pd.DataFrame(rows),
-                     time.perf_counter() - start, cfg)
+    runs, curves = pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+    k = common_steps(runs)
+    runs["common steps"] = runs["T"].map(k)
+    runs["mean cosine"] = [float(np.nanmean(g.cosine.to_numpy()[:kk])) if kk else math.nan
+                           for (_, g), kk in zip(curves.groupby(["T", "key", "seed"], sort=False), runs["common steps"])]
+    return ToyResult(curves, runs, time.perf_counter() - start, cfg)
+
+
+def common_steps(runs: pd.DataFrame) -> pd.Series:
+    """Per horizon T: the number k of leading outer steps on which every method of the paper
+    (all but the stochastic (FG)²U) has a defined cosine. Mean cosines are taken over these k
+    steps only, so that every method is averaged over the same iterates: a method that has
+    converged has no direction left to compare, and averaging each method over its own steps
+    compares different things (e.g. greedy near its biased stopping point against RMD before
+    it converges)."""
+    paper = runs[~runs.key.str.startswith("fg2u")]
+    return (paper if len(paper) else runs).groupby("T")["defined steps"].min()
+
+
+def diagonal_cosine_floor(cfg: "ToyConfig", T: int, other: str = "t1t2") -> float:
+    """The smallest possible cosine, over every α, between the exact hypergradient
+    (I − A^T)∇L_val(w_T) and T1−T2's ηG∇L_val(w_T) (``other="t1t2"``) or IFT(K)'s
+    (I − A^{K+1})∇L_val(w_T) (``other="ift"``): both are positive diagonal matrices times the
+    same vector, so by the Kantorovich inequality cos ≥ 2√κ / (1 + κ), κ the condition number
+    of the diagonal ratio D_exact / D_other."""
+    G = np.asarray(cfg.G, float)
+    A = 1.0 - cfg.inner_lr * G
+    exact = 1.0 - A ** T
+    d = cfg.inner_lr * G if other == "t1t2" else 1.0 - A ** (cfg.neumann_K + 1)
+    r = exact / d
+    kappa = float(r.max() / r.min())
+    return 2.0 * math.sqrt(kappa) / (1.0 + kappa)
+
+
+def cosine_prefix_table(result: "ToyResult", ks=(5, 10, 20)) -> pd.DataFrame:
+    """Mean cosine with the exact hypergradient over the first k outer steps, for each k in
+    ``ks`` and for the common steps: how each method's direction evolves along its run."""
+    c = result.curves
+    rows = []
+    for (T, key, method), g in c.groupby(["T", "key", "method"], sort=False):
+        cos = g.groupby("step").cosine.mean().to_numpy()
+        k_common = int(result.runs.loc[result.runs["T"] == T, "common steps"].iloc[0])
+        row = {"T": T, "method": method}
+        for k in ks:
+            row[f"first {k}"] = round(float(np.nanmean(cos[:k])), 3) if k <= k_common else math.nan
+        row["common steps k"] = k_common
+        row["first k (common)"] = round(float(np.nanmean(cos[:k_common])), 3) if k_common else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def summary_table(result: ToyResult) -> pd.DataFrame:
     """Per (T, method): final and minimum validation loss, mean cosine with the exact
-    hypergradient over the run, largest one-step increase of the loss (mean over seeds)."""
+    hypergradient over the common steps (:func:`common_steps`), largest one-step increase of
+    the loss (mean over seeds)."""
     g = result.runs.groupby(["T", "key", "method"], sort=False)
-    t = g[["final loss", "min loss", "mean cosine", "largest increase", "#JVPs"]].mean().reset_index()
+    t = g[["final loss", "min loss", "mean cosine", "common steps", "largest increase", "#JVPs"]].mean().reset_index()
+    t["common steps"] = t["common steps"].astype(int)
     t["seeds"] = g.size().to_numpy()
     t = t.drop(columns="key").round({"final loss": 4, "min loss": 4, "mean cosine": 3, "largest increase": 4})
     t["#JVPs"] = t["#JVPs"].astype(int)
     return t
 
 
-# ------------------------------------------------------------------------------ the paper's claims
-def claims_table(result: ToyResult) -> pd.DataFrame:
-    """The paper's four claims about Figure 2, checked at every horizon that was run:
-
-    * ``best-loss@T`` — greedy γ=0.9 ends with the lowest validation loss of all methods;
-    * ``cos>t1t2(γ)@T`` — greedy's mean cosine with the exact hypergradient exceeds T1−T2's;
-    * ``ift~greedy@T`` — IFT's mean cosine is within ``on_par`` of greedy γ=0.9's;
-    * ``nonmonotone@10`` — greedy γ=0.9's validation loss is not monotone at T = 10
-      (some outer step increases it by more than 1e-6).
-    """
-    cfg = result.config
-    runs = result.runs.groupby(["T", "key"], sort=False)[["final loss", "mean cosine", "largest increase"]].mean()
-    rows = []
-
-    def add(cid, text, T, holds, detail):
-        rows.append({"id": cid, "claim": text, "T": T, "paper": "claimed (Fig. 2)", "measured": detail,
-                     "holds": bool(holds)})
-    for T in cfg.horizons:
-        r = runs.loc[T]
-        if "greedy0.9" in r.index:
-            others = r.drop(index="greedy0.9")
-            best = others["final loss"].idxmin()
-            add(f"best-loss@{T}", "greedy γ=0.9 reaches the lowest validation loss", T,
-                r.loc["greedy0.9", "final loss"] <= others["final loss"].min() + 1e-9,
-                f"greedy γ=0.9 {r.loc['greedy0.9', 'final loss']:.3f}; best other {label(best)} "
-                f"{others['final loss'].min():.3f}")
-        for g in cfg.gammas:
-            k = f"greedy{g:g}"
-            if k in r.index and "t1t2" in r.index:
-                add(f"cos>t1t2({g:g})@{T}", f"cosine: greedy γ={g:g} > T1−T2", T,
-                    r.loc[k, "mean cosine"] > r.loc["t1t2", "mean cosine"],
-                    f"greedy {r.loc[k, 'mean cosine']:.3f}, T1−T2 {r.loc['t1t2', 'mean cosine']:.3f}")
-        ift = f"ift{cfg.neumann_K}"
-        if ift in r.index and "greedy0.9" in r.index:
-            d = r.loc[ift, "mean cosine"] - r.loc["greedy0.9", "mean cosine"]
-            add(f"ift~greedy@{T}", f"cosine: IFT({cfg.neumann_K}) on par with greedy γ=0.9 (|Δ| ≤ {cfg.on_par:g})",
-                T, abs(d) <= cfg.on_par,
-                f"IFT {r.loc[ift, 'mean cosine']:.3f}, greedy {r.loc['greedy0.9', 'mean cosine']:.3f}")
-        if T == 10 and "greedy0.9" in r.index:
-            inc = r.loc["greedy0.9", "largest increase"]
-            add("nonmonotone@10", "greedy γ=0.9's validation loss is not monotone", T, inc > 1e-6,
-                f"largest one-step increase {inc:.4f}")
-    return pd.DataFrame(rows, columns=["id", "claim", "T", "paper", "measured", "holds"])
-
-
-def check_claims(result: ToyResult, hold=(), fail=()) -> pd.DataFrame:
-    """Raise ``AssertionError`` unless every claim id in ``hold`` holds and every one in
-    ``fail`` does not (an id that was not evaluated is an error too). Returns the claims."""
-    c = claims_table(result).set_index("id")
-    missing = sorted((set(hold) | set(fail)) - set(c.index))
-    if missing:
-        raise ConfigError(f"claims {missing} were not evaluated; evaluated: {list(c.index)}")
-    wrong = [i for i in hold if not c.loc[i, "holds"]] + [i for i in fail if c.loc[i, "holds"]]
-    if wrong:
-        raise AssertionError(f"claims not as expected: {c.loc[wrong].to_dict('index')}")
-    return c.reset_index()
-
-
+# ------------------------------------------------------------------------------ measurement checks
 def cost_check(result: ToyResult) -> pd.DataFrame:
     """Products per hypergradient measured by the library against each method's definition:
     RMD T VJPs, IFT(K) K+1 HVPs, T1−T2 1 VJP, greedy T VJPs, (FG)²U T·b JVPs."""
@@ -325,8 +318,7 @@ def plot_curves(result: ToyResult, *, smooth: int = 25):
     """Figure 2: validation loss (top) and cosine with the exact hypergradient (bottom) against
     outer steps, one column per horizon. (FG)²U's cosine is a rolling mean over ``smooth``
     steps (it is a fresh random draw every step) and averaged over seeds."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    from metagrad.figures import colors, legend_outside, subplots
     cfg, c = result.config, result.curves.copy()
     c["step"] = c["step"] + 1
     noisy = c.key.str.startswith("fg2u")
@@ -334,9 +326,8 @@ def plot_curves(result: ToyResult, *, smooth: int = 25):
                               .transform(lambda s: s.rolling(smooth, min_periods=1).mean()))
     c = c.groupby(["T", "key", "method", "step"], sort=False)[["loss", "cosine"]].mean().reset_index()
     order = list(dict.fromkeys(c.method))
-    palette = dict(zip(order, sns.color_palette("tab10", len(order))))
-    fig, axes = plt.subplots(2, len(cfg.horizons), figsize=(4.2 * len(cfg.horizons) + 1.5, 6.4),
-                             squeeze=False, sharex=True)
+    palette = dict(zip(order, colors(len(order))))
+    fig, axes = subplots(len(cfg.horizons), 2, panel=(3.4, 2.4), sharex=True)
     for j, T in enumerate(cfg.horizons):
         cT = c[c["T"] == T]
         for m in order:
@@ -349,10 +340,10 @@ def plot_curves(result: ToyResult, *, smooth: int = 25):
         axes[1][j].set_ylim(-1.05, 1.05)
         axes[1][j].set_xlabel("outer step")
         axes[1][j].set_xscale("log")
-    axes[0][0].set_ylabel("validation loss F(α)")
-    axes[1][0].set_ylabel("cos(ĝ, exact)")
-    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.0))
-    fig.tight_layout()
+    for j in range(len(cfg.horizons)):
+        axes[0][j].set_ylabel("validation loss F(α)")
+        axes[1][j].set_ylabel("cosine with exact ĝ")
+    legend_outside(fig, where="below", ncols=3)
     return fig
 
 
@@ -378,17 +369,15 @@ def setup_table(cfg: ToyConfig) -> pd.DataFrame:
 
 
 def facts(result: ToyResult) -> dict:
-    """Numbers and sentences for the page's prose (to ``glue``)."""
-    c = claims_table(result)
-    runs = result.runs.groupby(["T", "key"])[["final loss", "mean cosine"]].mean()
-    fmt = lambda d: "; ".join(f"{t} at T = {T} ({m})" for t, T, m in zip(d.claim, d["T"], d.measured)) or "none"  # noqa: E731
-    out = {"steps": result.config.steps, "horizons": ", ".join(map(str, result.config.horizons)),
-           "n_holds": int(c.holds.sum()), "n_claims": len(c),
-           "holds": fmt(c[c.holds]), "fails": fmt(c[~c.holds])}
+    """Numbers for the page's prose (to ``glue``): final losses and common-step cosines."""
+    runs = result.runs.groupby(["T", "key"])[["final loss", "mean cosine", "common steps"]].mean()
+    out = {"steps": result.config.steps, "horizons": ", ".join(map(str, result.config.horizons))}
     for T in result.config.horizons:
         for key in ("rmd", "t1t2", "greedy0.9", f"ift{result.config.neumann_K}"):
             if (T, key) in runs.index:
                 k = key.replace(".", "")
                 out[f"loss_{k}_T{T}"] = round(float(runs.loc[(T, key), "final loss"]), 3)
                 out[f"cos_{k}_T{T}"] = round(float(runs.loc[(T, key), "mean cosine"]), 3)
+        if (T, "rmd") in runs.index:
+            out[f"k_T{T}"] = int(runs.loc[(T, "rmd"), "common steps"])
     return out

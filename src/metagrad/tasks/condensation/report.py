@@ -1,0 +1,207 @@
+"""Data condensation: tables and figures from the runs (pure functions of the results)."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from .setup import PAPER_TABLE1
+from .quality import fg2u_expected_cosine
+
+# ------------------------------------------------------------------------------ tables, figures
+def table1_summary(runs: pd.DataFrame, *, paper_data: dict | None = None) -> pd.DataFrame:
+    """Our Table 1 beside the paper's: one row per (data, IPC, method) with n seeds, test
+    accuracy after E evaluation steps and after T steps (mean ± 95 % CI over seeds, in %) and
+    the paper's number. ``paper_data`` maps our data set to the paper's row to compare with
+    (default: digits → MNIST, the paper's nearest data set)."""
+    from ...report import mean_ci, fmt_mean_ci
+    paper_data = {"digits": "MNIST", **(paper_data or {})}
+    paper = PAPER_TABLE1.set_index(["data", "ipc", "method"])
+    rows = []
+    for (d, ipc, m), g in runs.groupby(["data", "ipc", "method"], sort=False):
+        mean, ci = mean_ci(g["test_acc"])
+        has_T = g["test_acc_T"].notna().any()
+        mean_T, ci_T = mean_ci(g["test_acc_T"]) if has_T else (math.nan, math.nan)
+        ref = paper_data.get(d, d)
+        key = (ref, ipc if m != "whole data" else 1, m)
+        p = paper.loc[key] if key in paper.index else None
+        rows.append({"data": d, "IPC": ipc, "method": m, "n": len(g), "mean": round(mean, 2),
+                     "ours: test acc % (E steps)": fmt_mean_ci(mean, ci),
+                     "ours: after T steps": fmt_mean_ci(mean_T, ci_T) if has_T else "—",
+                     f"paper ({ref})": ("—" if p is None else f"{p.acc:.2f}"
+                                        + ("" if math.isnan(p.pm) else f" ± {p.pm:.2f}"))})
+    return pd.DataFrame(rows)
+
+
+
+
+
+
+def plot_table1(runs: pd.DataFrame, *, paper_data: dict | None = None):
+    """Bars: our test accuracy (mean ± 95 % CI over seeds) per method and IPC; markers: the
+    paper's Table 1 for the compared data set."""
+    from metagrad.figures import legend_outside, subplots
+
+    from ...report import mean_ci
+    paper_data = {"digits": "MNIST", **(paper_data or {})}
+    cells = list(runs.groupby(["data", "ipc"], sort=False))
+    ncols = min(2, len(cells))
+    fig, axes = subplots(ncols, -(-len(cells) // ncols), panel=(3.6, 3.2))
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax, ((d, ipc), g) in zip(axes.flat, cells):
+        methods = list(dict.fromkeys(g.method))
+        stats = [mean_ci(g[g.method == m].test_acc) for m in methods]
+        x = np.arange(len(methods))
+        ax.bar(x, [s[0] for s in stats], yerr=[s[1] for s in stats], color="C0", alpha=0.8,
+               capsize=3, label=f"ours ({d})")
+        ref = PAPER_TABLE1[(PAPER_TABLE1.data == paper_data.get(d, d))]
+        pv = [ref[(ref.method == m) & (ref.ipc == (1 if m == "whole data" else ipc))].acc
+              for m in methods]
+        ax.plot(x, [v.iloc[0] if len(v) else np.nan for v in pv], "D", color="C3",
+                label=f"paper ({paper_data.get(d, d)})")
+        ax.set_xticks(x, methods, rotation=35, ha="right")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{d}, IPC {ipc}")
+        ax.set_ylim(0, 100)
+    legend_outside(fig, where="below", ncols=4)
+    return fig
+
+
+def quality_summary(q: dict) -> pd.DataFrame:
+    """One row per estimator (and per b for (FG)²U): cosine with the exact gradient (mean ±
+    95 % CI over checkpoints, problems and direction groups), the Lemma 3.1 prediction for
+    (FG)²U, cost counts, wall time relative to ``rmd`` and peak memory."""
+    from ...report import mean_ci
+    cos, costs = q["cosines"], q["costs"].set_index(["estimator", "b"])
+    base = costs.loc[("RGU (full)", 0)]
+    rows = [{"estimator": "RGU (full)", "b": 0, "cos": 1.0, "ci": 0.0, "predicted": math.nan}]
+    for (e, b), g in cos.groupby(["estimator", "b"], sort=False):
+        m, h = mean_ci(g.cos)
+        rows.append({"estimator": e, "b": int(b), "cos": m, "ci": h,
+                     "predicted": fg2u_expected_cosine(q["N"], int(b)) if b else math.nan})
+    out = pd.DataFrame(rows)
+    c = costs.reindex(list(zip(out.estimator, out.b)))
+    for k in ("jvps", "vjps", "hvps", "products"):
+        out[k] = c[k].to_numpy().astype(int)
+    out["wall time s"] = c.wall_time_s.to_numpy()
+    out["time / RGU"] = (c.wall_time_s / base.wall_time_s).to_numpy()
+    out["memory / RGU"] = (c.peak_memory_bytes / base.peak_memory_bytes).to_numpy()
+    out["peak memory MiB"] = (c.peak_memory_bytes / 2**20).to_numpy()
+    return out
+
+
+def format_quality(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`quality_summary` for display: rounded cosines, measured time and memory as text
+    with their units (show it as HTML: a plain-text table pads columns to the width of the
+    measured numbers, which changes from run to run)."""
+    return pd.DataFrame({
+        "estimator": summary.estimator, "b": summary.b.where(summary.b > 0, "—"),
+        "cosine (mean ± CI)": [f"{m:.3f} ± {h:.3f}" for m, h in zip(summary.cos, summary.ci)],
+        "Lemma 3.1": [("—" if math.isnan(p) else f"{p:.3f}") for p in summary.predicted],
+        "JVPs": summary.jvps, "VJPs": summary.vjps, "HVPs": summary.hvps,
+        "wall time": [f"{1000 * t:.1f} ms" for t in summary["wall time s"]],
+        "peak memory": [f"{m:.2f} MiB (measured)" for m in summary["peak memory MiB"]]})
+
+
+def plot_quality(summary: pd.DataFrame, *, N: int):
+    """Cosine with the exact hypergradient against peak memory (left) and wall time (right),
+    both relative to full reverse mode; (FG)²U as a line over b with the Lemma 3.1 prediction."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    from metagrad.figures import legend_outside, subplots
+    fig, axes = subplots(2, panel=(3.6, 3.0))
+    axes = axes[0]
+    fg = summary[summary.estimator == "(FG)²U"]
+    other = summary[summary.estimator != "(FG)²U"]
+    for ax, key in zip(axes, ("memory / RGU", "time / RGU")):
+        ax.errorbar(fg[key], fg.cos, yerr=fg.ci, fmt="o-", color="C0", label="(FG)²U (b labelled)")
+        ax.plot(fg[key], fg.predicted, "--", color="C0", alpha=0.6, label="Lemma 3.1 prediction")
+        for _, r in fg.iterrows():
+            ax.annotate(f"b={r.b}", (r[key], r.cos), textcoords="offset points", xytext=(4, -10),
+                        fontsize=9)
+        for i, (_, r) in enumerate(other.iterrows()):
+            ax.errorbar([r[key]], [r.cos], yerr=[r.ci], fmt="s", color=f"C{i + 1}", label=r.estimator)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"{key.split(' /')[0]} / full reverse mode's (ratio, log)")
+        ax.set_ylabel("cosine with exact hypergradient")
+        ax.axhline(0, color="k", lw=0.5)
+    axes[0].set_title(f"what each estimator buys\nfor its memory (N = {N:,})")
+    axes[1].set_title("... and for its wall-clock\ntime (CPU)")
+    legend_outside(fig, where="below", ncols=3)
+    return fig
+
+
+def at_budget(tp: dict, budget_s: float) -> pd.DataFrame:
+    """Per (schedule, seed): the last evaluation within ``budget_s`` seconds of outer-loop
+    wall-clock (its step, wall time and test accuracies)."""
+    ev = tp["evals"][tp["evals"].wall_time_s <= budget_s]
+    return ev.sort_values("step").groupby(["schedule", "seed"], sort=False).last().reset_index()
+
+
+def two_phase_summary(tp: dict, *, budget_s: float | None = None) -> pd.DataFrame:
+    """Per schedule: its phases, outer steps, measured wall time, final test accuracy after E
+    and after T evaluation steps (mean ± 95 % CI over seeds, %) and the final outer loss; with
+    ``budget_s``, also the accuracy after T steps at the last evaluation within that budget."""
+    from ...report import mean_ci, fmt_mean_ci
+    rows = []
+    cut = at_budget(tp, budget_s) if budget_s is not None else None
+    for s, g in tp["runs"].groupby("schedule", sort=False):
+        row = {"schedule": s, "phases": g.phases.iloc[0], "outer steps": int(g.steps.iloc[0]),
+               "wall time": f"{g.wall_time_s.mean():.1f} s",
+               "test acc % (E steps)": fmt_mean_ci(*mean_ci(g.test_acc)),
+               "after T steps": fmt_mean_ci(*mean_ci(g.test_acc_T)),
+               "outer loss": fmt_mean_ci(*mean_ci(g.outer_loss), digits=3)}
+        if cut is not None:
+            at = cut[cut.schedule == s].test_acc_T
+            row["after T steps, at the common budget"] = fmt_mean_ci(*mean_ci(at))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+
+
+def plot_two_phase(tp: dict, *, smooth: int = 10, budget_s: float | None = None):
+    """Test accuracy (after T evaluation steps, mean over seeds) and the outer loss (moving
+    average over ``smooth`` steps, mean over seeds) against measured wall-clock; a dotted line
+    at ``budget_s``."""
+    from metagrad.figures import legend_outside, subplots
+    fig, axes = subplots(2, panel=(3.6, 3.0))
+    axes = axes[0]
+    for i, (s, g) in enumerate(tp["evals"].groupby("schedule", sort=False)):
+        m = g.groupby("step").agg(acc=("test_acc_T", "mean"), t=("wall_time_s", "mean"))
+        axes[0].plot(m.t, m.acc, "o-", color=f"C{i}", ms=3, label=s)
+    for i, (s, g) in enumerate(tp["losses"].groupby("schedule", sort=False)):
+        m = g.groupby("step").agg(loss=("outer_loss", "mean"), t=("wall_time_s", "mean"))
+        axes[1].plot(m.t, m.loss.rolling(smooth, min_periods=1).mean(), color=f"C{i}", label=s)
+    axes[0].set_ylabel("test accuracy (%)\n(net trained T steps)")
+    axes[1].set_ylabel(f"outer loss\n(moving average of {smooth})")
+    for ax in axes:
+        ax.set_xlabel("outer-loop wall-clock (s)")
+        if budget_s is not None:
+            ax.axvline(budget_s, color="k", ls=":", lw=1, label="common budget")
+    legend_outside(fig, where="below", ncols=4)
+    return fig
+
+
+def plot_images(runs: pd.DataFrame, *, ipc: int = 1, seed: int = 0, data: str | None = None):
+    """The condensed images of one seed: one row per method, one column per class."""
+    from metagrad.figures import MAX_WIDTH_IN, subplots
+    g = runs[(runs.ipc == ipc) & (runs.seed == seed) & runs["images"].notna()]
+    g = g[g.data == (data or g.data.iloc[0])]
+    imgs = [np.asarray(x) for x in g["images"]]
+    n_rows, n_cols = len(imgs), imgs[0].shape[0]
+    cell = min(0.6, (MAX_WIDTH_IN - 1.6) / n_cols)  # room for the method names on the left
+    fig, axes = subplots(n_cols, n_rows, panel=(cell, cell), width=cell * n_cols + 1.6)
+    for row, (method, x) in zip(axes, zip(g.method, imgs)):
+        for ax, img in zip(row, x):
+            img = img.transpose(1, 2, 0)
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(method, rotation=0, ha="right", va="center")
+    fig.suptitle(f"condensed images, IPC {ipc}, seed {seed}")
+    return fig

@@ -1,0 +1,156 @@
+"""Few-shot meta-learning: tables, figures and the numbers of the page's prose (pure functions of the runs)."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from ...report import fmt_mean_ci
+
+from .setup import FewShotConfig, METHODS, _LABELS
+from .experiment import FewShotResult, reported
+
+# ------------------------------------------------------------------------------ presentation
+def display_table(result: FewShotResult, shot: int) -> pd.DataFrame:
+    """The rows of one shot, formatted: ours (mean ± CI %) beside the paper's."""
+    t = result.table[result.table.shot == shot]
+    f = lambda m, h: fmt_mean_ci(m, h) if not pd.isna(m) else ""
+    out = pd.DataFrame({
+        "way": t.way, "method (ours)": t.ours.fillna(""), "#JVPs (ours)": _ints(t["#JVPs (ours)"]),
+        "acc % (ours)": [f(m, h) for m, h in zip(t["acc (ours)"], t["ci (ours)"])],
+        "20-way runs % (ours)": [f(m, h) for m, h in zip(t["20-way runs (ours)"], t["ci runs"])],
+        "method (paper)": t["paper label"].fillna(""), "#JVPs (paper)": _ints(t["#JVPs (paper)"]),
+        "acc % (paper)": [f(m, h) for m, h in zip(t["acc (paper)"], t["ci (paper)"])]})
+    return out.reset_index(drop=True)
+
+
+def _ints(col) -> list[str]:
+    return ["" if pd.isna(x) else str(int(x)) for x in col]
+
+
+def plot_comparison(result: FewShotResult, shot: int):
+    """Bar chart per way: our accuracy (mean ± 95 % CI) beside the paper's, for one shot."""
+    import matplotlib.pyplot as plt
+    t = result.table[result.table.shot == shot]
+    ways = sorted(t.way.unique())
+    methods = [m for m in METHODS if m in set(t.method)]
+    fig, axes = plt.subplots(1, len(ways), figsize=(3.2 * len(ways) + 1, 3.2), squeeze=False, sharey=False)
+    for ax, way in zip(axes[0], ways):
+        tw = t[t.way == way].set_index("method")
+        xs = np.arange(len(methods))
+        for off, col, ci, lab, color in ((-0.2, "acc (ours)", "ci (ours)", "ours", "C0"),
+                                         (0.2, "acc (paper)", "ci (paper)", "paper", "C1")):
+            vals = [tw[col].get(m, np.nan) for m in methods]
+            errs = [tw[ci].get(m, np.nan) for m in methods]
+            ax.bar(xs + off, vals, 0.4, yerr=errs, label=lab, color=color, capsize=2)
+        ax.axhline(100 / way, color="grey", lw=0.8, ls=":")
+        ax.set_xticks(xs, [_LABELS[m] for m in methods], rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{shot}-shot {way}-way")
+    axes[0][0].set_ylabel("held-out accuracy %")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def expected_cost(cfg: FewShotConfig, method: str) -> int:
+    """Products per hypergradient each estimator is defined to need (JVPs + VJPs + HVPs):
+    FO 0, T1−T2 1 VJP, IFT(K) K+1 HVPs, greedy T VJPs, full RMD T VJPs, (FG)²U T·b JVPs."""
+    return {"init": 0, "fo": 0, "t1t2": 1, "neumann": cfg.neumann_K + 1, "greedy": cfg.T, "rmd": cfg.T,
+            "fg2u": cfg.T * cfg.fg2u_b}[method]
+
+
+def cost_check(result: FewShotResult) -> pd.DataFrame:
+    """Measured products per hypergradient (from the cost records) against :func:`expected_cost`."""
+    t = result.table.dropna(subset=["ours"])
+    exp = [expected_cost(result.config, m) for m in t.method]
+    return pd.DataFrame({"shot": t.shot, "way": t.way, "method": t.ours,
+                         "#JVPs measured": t["#JVPs (ours)"].astype(int),
+                         "#JVPs by definition": exp, "ok": t["#JVPs (ours)"].to_numpy() == np.array(exp)}
+                        ).reset_index(drop=True)
+
+
+def timings(result: FewShotResult) -> str:
+    """One line per (setting, method): mean wall time per outer step over seeds."""
+    t = result.table.dropna(subset=["ours"])
+    return "\n".join(f"{s}-shot {w}-way {m}: wall time per outer step {x:.3f} s"
+                      for s, w, m, x in zip(t.shot, t.way, t.ours, t["s per outer step"]) if x > 0)
+
+
+def setup_table(cfg: FewShotConfig) -> pd.DataFrame:
+    """Our settings beside the paper's (Table 3 protocol, PAPERS.md B.3)."""
+    rows = [
+        ("data", "Omniglot (see the data note) or digits", "Omniglot, 1 623 characters"),
+        ("image size", f"{cfg.image_size}×{cfg.image_size}", "28×28"),
+        ("held-out classes", f"{cfg.val_fraction:.0%}", "20 %"),
+        ("settings (shot, way)", ", ".join(f"{s}-shot {w}-way" for s, w in cfg.settings),
+         "1-shot 2/3/5/10-way; 10-shot 3/4/5-way"),
+        ("network", f"{cfg.depth} conv layers × {cfg.width} channels; α = layers "
+                    f"{', '.join(str(i) for i in range(2, cfg.depth + 1, 2))}", "6 conv layers × 32; α = layers 2, 4, 6"),
+        ("query examples per class", str(cfg.n_query), "10"),
+        ("tasks per outer step", str(cfg.meta_batch), "not stated"),
+        ("inner loop", f"full-batch SGD lr {cfg.inner_lr:g}, momentum {cfg.inner_momentum:g}, T = {cfg.T}",
+         "full-batch SGD lr 0.1, momentum 0.9, T = 5"),
+        ("outer loop", f"Adam lr {cfg.outer_lr:g}, {cfg.outer_steps} steps", "Adam lr 1e-3, 2 000 steps"),
+        ("γ grid (greedy)", ", ".join(f"{g:g}" for g in cfg.gammas), "0.9, 0.99, 0.999"),
+        ("seeds", str(len(cfg.seeds)), "5"),
+        ("evaluation episodes", f"{cfg.n_select} choose γ, {cfg.n_test} reported", "not stated"),
+    ]
+    return pd.DataFrame(rows, columns=["", "ours", "paper"])
+
+
+def summary(result: FewShotResult) -> dict:
+    """Scale-independent facts for the page's prose (strings and numbers to ``glue``)."""
+    cfg = result.config
+    return {
+        "settings": ", ".join(f"{s}-shot {w}-way" for s, w in cfg.settings),
+        "n_seeds": len(cfg.seeds), "outer_steps": cfg.outer_steps, "width": cfg.width, "depth": cfg.depth,
+        "gammas": ", ".join(f"{g:g}" for g in result.chosen_gamma.values()) or "none",
+        "data_note": result.data_note,
+        "oneshot": _oneshot_sentence(result),
+        "at_chance": _chance_sentence(result),
+    }
+
+
+def _chance_sentence(result: FewShotResult, margin: float = 5.0) -> str:
+    """Methods whose reported held-out accuracy ends within ``margin`` points of chance."""
+    t = result.table.dropna(subset=["ours"])
+    near = t[t["acc (ours)"] < 100 / t.way + margin]
+    return "; ".join(f"{m} at {s}-shot {w}-way ({a:.1f} %, chance {100 / w:.1f} %)"
+                     for m, s, w, a in zip(near.ours, near.shot, near.way, near["acc (ours)"])) or "none"
+
+
+def _oneshot_sentence(result: FewShotResult) -> str:
+    t = result.table.dropna(subset=["ours"])
+    t = t[t["20-way runs (ours)"].notna()]
+    if t.empty:
+        return "not evaluated (no all_runs.zip)"
+    shot, way = t.shot.iloc[0], t.way.iloc[0]
+    t = t[(t.shot == shot) & (t.way == way)]
+    return (f"with the warp layers meta-trained at {shot}-shot {way}-way: " +
+            ", ".join(f"{m} {fmt_mean_ci(a, c, 1)} %" for m, a, c in zip(t.ours, t["20-way runs (ours)"], t["ci runs"])))
+
+
+def plot_curves(result: FewShotResult):
+    """Outer (query) loss during meta-training, mean over seeds of ten equal blocks of steps,
+    one panel per setting; greedy at its chosen γ; ln(way) (a uniform prediction) dotted."""
+    import matplotlib.pyplot as plt
+    rep = reported(result.runs, result.chosen_gamma)
+    rep = rep[rep.steps > 0]
+    settings = list(dict.fromkeys(zip(rep.shot, rep.way)))
+    fig, axes = plt.subplots(1, max(1, len(settings)), figsize=(4.2 * max(1, len(settings)), 3.2), squeeze=False)
+    for ax, (shot, way) in zip(axes[0], settings):
+        g = rep[(rep.shot == shot) & (rep.way == way)]
+        for i, method in enumerate(m for m in METHODS if m in set(g.method)):
+            gm = g[g.method == method]
+            curves = np.array([c for c in gm.curve])
+            x = (np.arange(curves.shape[1]) + 0.5) * gm.steps.iloc[0] / curves.shape[1]
+            ax.plot(x, curves.mean(0), marker="o", ms=3, color=f"C{i}", label=gm.label.iloc[0])
+        ax.axhline(math.log(way), color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{shot}-shot {way}-way")
+        ax.set_xlabel("outer step")
+    axes[0][0].set_ylabel("query loss (mean over seeds)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
