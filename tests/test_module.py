@@ -183,3 +183,13 @@ def test_a_module_called_directly_gets_an_error_that_points_to_from_module():
 def test_from_module_refuses_a_non_module():
     with pytest.raises(ConfigError, match="nn.Module"):
         mg.from_module(lambda x: x)
+
+
+def test_batchnorm_cnn_on_every_device(device):
+    """Device follows the inputs: parameters, buffers and hypergradients stay on ``device``."""
+    net, problem, alpha = _problem(_cnn(device), device)
+    res = mg.hypergrad(problem, alpha, "rmd")
+    assert res.grad["lr"].device.type == device.type
+    assert all(b.device.type == device.type for b in res.state_T[1]["module"]["module"].values())
+    assert rel_err(res.grad, fd_hypergrad(problem, alpha)) <= 1e-6
+    assert torch.isfinite(mg.hypergrad(problem, alpha, "fg2u", b=2, seed=0).grad["lr"])

@@ -35,7 +35,7 @@ class _Bridge(torch.autograd.Function):
 
 def objective(problem: Any, alpha: dict, method: str = "rmd", **options) -> torch.Tensor:
     """``F(alpha)`` (a 0-dim tensor) whose ``.backward()`` puts the hypergradient of ``method``
-    (with ``options``, as in :func:`~metagrad.hypergrad`) into the ``.grad`` of α's leaves.
+    (with ``options``, as in :func:`~metagrad.estimators._registry.hypergrad`) into the ``.grad`` of α's leaves.
 
     The estimate is computed once, in the forward call; the backward pass scales it by the
     incoming gradient (so ``(2 * objective(...)).backward()`` doubles it). Leaves that do not

@@ -23,6 +23,7 @@ from ..errors import check, ConfigError, MemoryBudgetError
 from ..problem import BilevelProblem
 from .. import unroll, distributed
 from ._registry import register
+from ._checks import leaves_like
 
 __all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives"]
 
@@ -109,7 +110,7 @@ def _directions_from(alpha, directions, b, seed, distribution, rank, world):
     if isinstance(directions, dict):  # a tree like alpha with a leading batch dimension
         try:
             directions = torch.cat([d.reshape(d.shape[0], -1) for d in
-                                    (directions[k] for k in alpha)], dim=1)
+                                    leaves_like(alpha, directions)], dim=1)  # nested α too
         except (KeyError, AttributeError, RuntimeError, IndexError):
             raise ConfigError(f"alpha and directions structure mismatch: alpha is {describe(alpha)}, "
                               f"directions is {describe(directions)}; pass a [b, N={n}] tensor or a "
@@ -123,11 +124,11 @@ def _directions_from(alpha, directions, b, seed, distribution, rank, world):
     return directions.to(device=leaf.device, dtype=leaf.dtype)
 
 
-def _aggregate(alpha, V, s):
-    """``(1/b) Σ s_i v_i``, summed over ranks with one all-reduce."""
+def _aggregate(alpha, V, s, reduce: bool = True):
+    """``(1/b) Σ s_i v_i``, summed over ranks with one all-reduce (``reduce=False``: this rank's)."""
     partial = torch.cat([(s[:, None] * V).sum(0), torch.tensor([float(V.shape[0])],
                                                                dtype=V.dtype, device=V.device)])
-    total = distributed.all_reduce_sum(partial)
+    total = distributed.all_reduce_sum(partial) if reduce else partial
     return unflatten(total[:-1] / total[-1], alpha)
 
 
@@ -186,35 +187,44 @@ def _check_memory(problem, alpha, chunk: int) -> None:
 @register("fg2u")
 def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
          seed: int | None = None, chunk: int | None = None, directions=None,
-         vectorize: bool = True):
+         vectorize: bool = True, distributed: str = "auto"):
     r"""(FG)²U: forward gradient unrolling with forward gradients (Shen et al. 2024, Alg. 1).
 
     :math:`\hat g = \frac1b\sum_i (\nabla F\cdot v_i) v_i` — unbiased; b random directions
     (``rademacher``, ``gaussian`` or ``coordinate`` = :math:`\sqrt N e_i`), vectorised in chunks
     of ``chunk`` with vmap. Under ``torch.distributed`` the b directions are sharded across
     ranks (rank-specific seeds, one all-reduce). ``directions`` ([b, N]) overrides sampling.
+    ``distributed="off"`` ignores a process group (every rank draws all b directions itself).
     Cost: T·b transition JVPs. Memory: O(chunk·P), independent of T and N.
     """
-    rank, world = distributed.rank_and_world()
+    rank, world = _rank_and_world(distributed)
     V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
     f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize)
-    return _aggregate(alpha, V, s), f
+    return _aggregate(alpha, V, s, reduce=world > 1), f
+
+
+def _rank_and_world(mode):
+    check(mode in ("auto", "off"), f"distributed must be 'auto' (shard the directions over an "
+                                   f"initialised process group) or 'off', got {mode!r}")
+    return distributed.rank_and_world() if mode == "auto" else (0, 1)
 
 
 @register("fg2u-zo", black_box=True)
 def fg2u_zo(problem, alpha, cost, *, b: int = 1, mu: float = 1e-4, scheme: str = "forward",
-            distribution: str = "rademacher", seed: int | None = None, directions=None):
+            distribution: str = "rademacher", seed: int | None = None, directions=None,
+            distributed: str = "auto"):
     r"""Zeroth-order (FG)²U: directional derivatives by finite differences of the black box.
 
     ``forward``: :math:`(F(\alpha+\mu v)-F(\alpha))/\mu` (b+1 solves, bias O(μ));
     ``central``: :math:`(F(\alpha+\mu v)-F(\alpha-\mu v))/2\mu` (2b + 1 solves, the +1 for the
     reported F(α); bias O(μ²)).
     Works with any ``BlackBoxProblem.solve`` (numpy, scipy, ...): no derivatives at all.
+    Sharded over a process group like ``fg2u`` (``distributed="auto"``) unless ``distributed="off"``.
     Reference: Shen et al. 2024, §3.3 (randomised smoothing), μ = 1e-4 in the PDE experiments.
     """
     check(isinstance(mu, (int, float)) and mu > 0, f"mu (finite-difference step) must be > 0, got {mu!r}")
     check(scheme in ("forward", "central"), f"scheme must be 'forward' or 'central', got {scheme!r}")
-    rank, world = distributed.rank_and_world()
+    rank, world = _rank_and_world(distributed)
     alpha = tree_detach(alpha)
     V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
     F = _black_box_objective(problem, cost)
@@ -228,7 +238,7 @@ def fg2u_zo(problem, alpha, cost, *, b: int = 1, mu: float = 1e-4, scheme: str =
             back = unflatten(flatten(alpha) - mu * v, alpha)
             s.append((F(shifted) - F(back)) / (2 * mu))
     s = torch.stack(s).to(V.dtype) if s else V.new_zeros(0)
-    return _aggregate(alpha, V, s), f0
+    return _aggregate(alpha, V, s, reduce=world > 1), f0
 
 
 def _black_box_objective(problem, cost):

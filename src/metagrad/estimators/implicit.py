@@ -161,7 +161,7 @@ def implicit(inner_loss: Callable, outer_loss: Callable, w_star: Any, alpha: dic
 
     ``w_star`` (a dict of tensors) should satisfy :math:`\nabla_w L_{train}(w^*, \alpha) = 0`;
     how it was found (scipy, L-BFGS, a closed form, many SGD steps) does not matter and is not
-    differentiated. Returns a :class:`Result` whose ``grad`` is
+    differentiated. Returns a :class:`~metagrad.estimators._registry.Result` whose ``grad`` is
     :math:`\nabla_\alpha L_{val} - \nabla^2_{\alpha w}L_{train} H^{-1}\nabla_w L_{val}` and
     ``loss`` is :math:`L_{val}(w^*, \alpha)`.
 
