@@ -20,8 +20,6 @@ from typing import Any, Callable
 import torch
 
 from .errors import CorruptFileError
-from .provenance import code_hashes
-
 __all__ = ["config_hash", "provenance", "save_result", "load_result", "cached", "lookup",
            "atomic_write_bytes", "repo_root", "track_checkpoint"]
 
@@ -80,8 +78,13 @@ def provenance(config: dict, *, wall_time_s: float | None = None, device: str | 
         "created_unix": round(time.time(), 3),
         "wall_time_s": wall_time_s,
         # the library modules loaded when the result was made (metagrad.provenance: staleness)
-        "code": code_hashes(),
+        "code": _code_hashes(),
     }
+
+
+def _code_hashes() -> dict:
+    from .provenance import code_hashes  # imported here: `python -m metagrad.provenance` stays clean
+    return code_hashes()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
