@@ -617,6 +617,10 @@ def b8_nan_in_alpha_names_the_key(tmp):
     bad["a"][2] = float("nan")
     refused(mg.ConfigError, r"alpha\['a'\] holds 1 NaN/Inf value\(s\) \(first at flat index 2\)",
             mg.hypergrad, problem, bad, "rmd")
+    def never(step):
+        raise AssertionError("a step ran with a NaN alpha")
+    refused(mg.ConfigError, r"alpha\['a'\] holds 1 NaN/Inf", outer_loop, never, bad, OuterConfig("rmd", steps=2),
+            progress=False)
     nested = {"net": {"w": torch.tensor([1.0, float("inf")], dtype=torch.float64)}}
     bb = mg.BlackBoxProblem(solve=lambda a: a, outer_loss=lambda w, a, d: w["net"]["w"].sum())
     refused(mg.ConfigError, r"alpha\['net'\]\['w'\] holds 1 NaN/Inf", mg.hypergrad, bb, nested, "fg2u-zo",
@@ -688,3 +692,15 @@ def b8_minibatches_keep_every_example(tmp):
         refused(mg.ConfigError, rf"batch_size must be .*got {shown}", mg.minibatches, data, bs)
     refused(mg.ConfigError, r"every tensor needs the same number of examples", mg.minibatches,
             {"x": torch.zeros(10), "y": torch.zeros(9)}, 2)
+    refused(mg.ConfigError, r"minibatches: seed must be an integer, got 'x'", mg.minibatches, data, 2,
+            seed="x")
+
+
+@bad_input
+def b5_image_size_and_result_config(tmp):
+    refused(mg.ConfigError, r"load_digits: size must be an integer >= 1, got 0", md.load_digits, size=0)
+    _fake_omniglot(tmp)
+    refused(mg.ConfigError, r"load_omniglot: size must be an integer >= 1, got -3", md.load_omniglot,
+            root=tmp, size=-3)
+    refused(mg.ConfigError, rf"configuration of result {re.escape(str(tmp / 'r.json'))} must be a dict",
+            results.save_result, tmp / "r.json", ["a"], {"x": 1})

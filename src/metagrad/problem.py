@@ -226,6 +226,7 @@ def minibatches(data: Any, batch_size: int, *, seed: int = 0,
     check(len(sizes) == 1, f"minibatches: every tensor needs the same number of examples (first "
                            f"dimension); got {describe(data)}")
     batch_size = as_int("batch_size", batch_size, 1)
+    seed = as_int("minibatches: seed", seed)
     check(batch_size <= n, f"batch_size must be in [1, {n}] (the number of examples), got {batch_size}")
     per_epoch = n // batch_size if drop_last else -(-n // batch_size)
     cache: dict[int, torch.Tensor] = {}

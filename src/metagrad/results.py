@@ -128,6 +128,10 @@ def _fsync_dir(folder: Path) -> None:
 
 def save_result(path: str | Path, config: dict, result: Any, *, wall_time_s: float | None = None,
                 device: str | None = None) -> dict:
+    if not isinstance(config, dict):
+        from .errors import ConfigError
+        raise ConfigError(f"the configuration of result {path} must be a dict, got "
+                          f"{type(config).__name__}")
     payload = {"config": _canonical(config),
                "provenance": provenance(config, wall_time_s=wall_time_s, device=device),
                "result": _canonical(result)}
