@@ -609,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise BuildError("not executed yet (run without --only, or with --no-html): "
                          + ", ".join(f"{rel(book_dir(scale))}/{n}.ipynb" for n in missing))
+    __import__("page_style").apply(book_dir(scale) / f"{n}.ipynb" for n in names)  # house style
     ensure_mathjax()
     t0 = time.perf_counter()
     build_html(scale)

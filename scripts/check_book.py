@@ -11,11 +11,16 @@ Debian's `chromium` driven by selenium + `chromedriver`. For every page it asser
   * every `<img>` loaded (`complete && naturalWidth > 0`);
   * no request went to a host other than 127.0.0.1 / localhost (Chrome's performance log,
     i.e. CDP Network events), and no local request failed (404, ...);
-  * the browser console has no error.
+  * the browser console has no error;
+  * the page follows the house style (scripts/check_style.py): no table with a default 0…n
+    index, no line wider than the page, no figure text below 9 pt at its rendered size, no raw
+    dict / tuple repr of more than a few lines.
 
 Other hosts are also unresolvable for this browser (--host-resolver-rules), so a remote
-asset is both reported and never fetched. A screenshot of one page (the first notebook
-page of the toc unless --screenshot-page is given) is saved to _build/screenshot.png.
+asset is both reported and never fetched. A full-page screenshot of every page is saved to
+<html-dir>/../screenshots/<page>.png (e.g. _build/screenshots/book__theory_cost.png), and one
+page (the first notebook page of the toc unless --screenshot-page is given) also to
+_build/screenshot.png.
 Exit status 0 when every page passes, 1 otherwise.
 """
 
@@ -32,6 +37,9 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_style import screenshot_name, style_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
@@ -217,7 +225,7 @@ def default_screenshot_page(html_dir: Path) -> str:
     return "index.html"
 
 
-def check_page(driver, base: str, page: str) -> tuple[list[str], str]:
+def check_page(driver, base: str, page: str, html_dir: Path) -> tuple[list[str], str]:
     network_events(driver)  # drop what earlier pages left in the log
     console_errors(driver)
     driver.get(f"{base}/{page}")
@@ -247,12 +255,13 @@ def check_page(driver, base: str, page: str) -> tuple[list[str], str]:
         problems.append(f"local request failed: {failure}")
     for error in console_errors(driver):
         problems.append(f"console error: {error}")
+    problems += style_problems(driver, html_dir)
     summary = (f"{report['mathCount']} formula(s), {report['mjxCount']} typeset, "
                f"{report['imgCount']} image(s), {len(urls)} request(s)")
     return problems, summary
 
 
-def save_full_page_screenshot(driver, path: Path, width: int, max_height: int = 8000) -> None:
+def save_full_page_screenshot(driver, path: Path, width: int, max_height: int = 16000) -> None:
     """The whole page (up to max_height CSS pixels): the window is stretched to fit it."""
     old = driver.get_window_size()
     height = driver.execute_script(
@@ -270,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--html-dir", type=Path, default=ROOT / "_build" / "html")
     ap.add_argument("--screenshot", type=Path, default=ROOT / "_build" / "screenshot.png")
     ap.add_argument("--screenshot-page", help="page to photograph, relative to --html-dir")
-    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--screenshots-dir", type=Path,
+                    help="where every page's screenshot goes (default: <html-dir>/../screenshots)")
+    ap.add_argument("--width", type=int, default=1400)
     ap.add_argument("--height", type=int, default=1600)
     args = ap.parse_args(argv)
 
@@ -280,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_book: no HTML pages under {html_dir} (build the book first)", file=sys.stderr)
         return 1
     shot_page = args.screenshot_page or default_screenshot_page(html_dir)
+    shots = (args.screenshots_dir or html_dir.parent / "screenshots").resolve()
+    if shots.exists():
+        shutil.rmtree(shots)  # no screenshot of an earlier build may survive
 
     t0 = time.perf_counter()
     server, base = serve(html_dir)
@@ -288,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in pages:
             page = path.relative_to(html_dir).as_posix()
-            problems, summary = check_page(driver, base, page)
+            problems, summary = check_page(driver, base, page, html_dir)
             if problems:
                 failed[page] = problems
                 print(f"FAIL {page}: {summary}", flush=True)
@@ -296,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"     - {problem}", flush=True)
             else:
                 print(f"ok   {page}: {summary}", flush=True)
+            shots.mkdir(parents=True, exist_ok=True)
+            save_full_page_screenshot(driver, shots / screenshot_name(page), args.width)
             if page == shot_page:
                 args.screenshot.parent.mkdir(parents=True, exist_ok=True)
                 save_full_page_screenshot(driver, args.screenshot, args.width)
@@ -305,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
     n_ok = len(pages) - len(failed)
     print(f"check_book: {n_ok} passed, {len(failed)} failed "
-          f"({len(pages)} pages in {time.perf_counter() - t0:.1f} s)", flush=True)
+          f"({len(pages)} pages in {time.perf_counter() - t0:.1f} s); screenshots in {shots}",
+          flush=True)
     return 1 if failed else 0
 
 

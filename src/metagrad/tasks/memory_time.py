@@ -106,31 +106,34 @@ def time_vs_processes(cfg: dict, T: int, b: int, processes, *, repeats: int = 3)
 
 def plot_memory(df: pd.DataFrame):
     """Peak memory against T, one line per estimator (log-log)."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=df, x="T", y="peak_MiB", hue="method", marker="o", ax=ax)
-    ax.set(xscale="log", yscale="log", xlabel="horizon T", ylabel="peak memory (MiB)",
+    from metagrad.figures import legend_outside, subplots
+    fig, axes = subplots(panel=(5.4, 3.4))
+    ax = axes[0, 0]
+    sns.lineplot(data=df, x="T", y="peak_MiB", hue="method", style="method", markers=True,
+                 dashes=False, ax=ax)
+    ax.set(xscale="log", yscale="log", xlabel="horizon T (inner steps)", ylabel="peak memory (MiB)",
            title="Peak memory of one hypergradient against T")
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
+    legend_outside(fig, where="right")
     return fig
 
 
 def plot_time(chunks: pd.DataFrame, procs: pd.DataFrame):
     """(FG)²U time against the memory budget (chunk) and against the number of processes."""
-    import matplotlib.pyplot as plt
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    from metagrad.figures import legend_outside, subplots
+    fig, axes = subplots(2, panel=(3.6, 2.9))
+    a, b = axes[0]
     vec = chunks[chunks["chunk"] != "python loop"]
     a.plot(vec["peak_MiB"], vec["seconds"], "o-")
-    for _, r in vec.iterrows():
-        a.annotate(f"chunk={r['chunk']}", (r["peak_MiB"], r["seconds"]), fontsize=8)
-    a.set(xlabel="peak memory (MiB)", ylabel="seconds per hypergradient",
-          title="(FG)²U: time against memory budget")
+    for _, r in vec.iterrows():  # labels beside the points, inside the frame
+        a.annotate(f"chunk={r['chunk']}", (r["peak_MiB"], r["seconds"]), fontsize=9,
+                   xytext=(6, 4), textcoords="offset points")
+    a.margins(x=0.25, y=0.2)
+    a.set(xlabel="peak memory (MiB)", ylabel="seconds per hypergradient (s)",
+          title="(FG)²U: time against\nmemory budget")
     b.plot(procs["processes"], procs["seconds"], "o-", label="measured")
     b.plot(procs["processes"], procs["ideal_seconds"], "k--", label="ideal 1/k")
-    b.set(xlabel="processes", ylabel="seconds per hypergradient", xticks=list(procs["processes"]),
-          title="(FG)²U: time against processes")
-    b.legend()
-    fig.tight_layout()
+    b.set(xlabel="processes", ylabel="seconds per hypergradient (s)", xticks=list(procs["processes"]),
+          title="(FG)²U: time against\nprocesses")
+    legend_outside(fig, where="below")
     return fig

@@ -479,10 +479,11 @@ class PDEExperiment:
 
     def figure(self):
         """ν / ν_true against the outer step, one panel per equation, one line per (solver, seed)."""
-        import matplotlib.pyplot as plt
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        from metagrad.figures import legend_outside, subplots
         eqs = list(dict.fromkeys(self.runs["equation"]))
-        fig, axes = plt.subplots(1, len(eqs), figsize=(4.2 * len(eqs), 3.3), squeeze=False)
+        fig, axes = subplots(len(eqs), panel=(3.6 if len(eqs) < 3 else 2.4, 3.0))
         colors = {"spectral": "C0", "pinn": "C3"}
         labels = {"spectral": "numerical + (FG)²U-ZO", "pinn": "PINN + (FG)²U"}
         tr = self.trajectories
@@ -497,9 +498,8 @@ class PDEExperiment:
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(eq.replace("_", "–").title() if eq != "kdv" else "KdV")
             ax.set_xlabel("outer step")
-        axes[0][0].set_ylabel(r"$\hat\nu / \nu$")
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
+            ax.set_ylabel(r"recovered / true coefficient $\hat\nu / \nu$")
+        legend_outside(fig, where="below", ncols=2)
         return fig
 
 

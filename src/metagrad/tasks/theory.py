@@ -131,10 +131,13 @@ def _int_ticks(ax, values) -> None:
 
 
 def _fig(ncols: int = 1, nrows: int = 1, size=(5.2, 3.6)):
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows),
-                             squeeze=False)
-    return fig, axes
+    from metagrad.figures import subplots
+    return subplots(ncols, nrows, panel=size)
+
+
+def _legend(fig, where: str = "below", ncols: int | None = None):
+    from metagrad.figures import legend_outside
+    return legend_outside(fig, where=where, ncols=ncols)
 
 
 # ----------------------------------------------------------------------------------------
@@ -248,10 +251,9 @@ def plot_exactness(res: dict):
         if df["bound"].notna().all():
             ax.semilogy(df["K"], df["bound"], "--", color=f"C{i}", label=f"{family}: Shaban et al. bound")
     ax.set_xlabel("truncation length K (steps back-propagated)")
-    ax.set_ylabel(r"$\|\mathrm{trgu}_K - \mathrm{rmd}\| / \|\mathrm{rmd}\|$")
+    ax.set_ylabel(r"relative error $\|\mathrm{trgu}_K - \mathrm{rmd}\| / \|\mathrm{rmd}\|$")
     ax.set_title("TRGU → RMD as K → T (errors below 1e-17 drawn at 1e-17)")
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    _legend(fig, ncols=2)
     return fig
 
 
@@ -361,7 +363,7 @@ def check_fg2u_variance(res: dict, *, p_fail: float = 1e-3, tol_library: float =
 def plot_fg2u_variance(res: dict):
     """(a) running means of three coordinates, (b) their error against m with the 1/√m
     line, (c) normalised MSE against b, (d) against N, with Lemma 3.1's lines."""
-    fig, axes = _fig(2, 2)
+    fig, axes = _fig(2, 2, size=(3.6, 2.9))
     (a, b), (c, d) = axes
     dist0 = next(iter(res["traces"]))
     mean, g = res["traces"][dist0]
@@ -371,15 +373,13 @@ def plot_fg2u_variance(res: dict):
         a.axhline(g[i], color=f"C{i}", ls="--", lw=1)
     a.set_xscale("log")
     a.set(xlabel="number of estimates m (b = 1)", ylabel=r"running mean of $\hat g_i$",
-          title=f"(a) running means → exact (dashed), {dist0}")
-    a.legend(fontsize=7)
+          title=f"(a) running means → exact (dashed)\n{dist0}")
     for i, (dist, df) in enumerate(res["running"].groupby("distribution", sort=False)):
         b.loglog(df["m"], df["rel_err"], color=f"C{i}", label=f"{dist}: measured")
         sign = "-" if dist == "rademacher" else "+"
         b.loglog(df["m"], df["expected_rms"], "--", color=f"C{i}", label=rf"{dist}: $\sqrt{{(N{sign}1)/m}}$")
     b.set(xlabel="number of estimates m (b = 1)", ylabel=r"$\|\bar g_m - \nabla F\| / \|\nabla F\|$",
-          title="(b) error of the running mean ∝ 1/√m")
-    b.legend(fontsize=7)
+          title="(b) error of the running mean\n∝ 1/√m")
     for ax, key, x, label in ((c, "vs_b", "b", "number of directions b"),
                               (d, "vs_N", "N", "number of hyperparameters N")):
         for i, (dist, df) in enumerate(res[key].groupby("distribution", sort=False)):
@@ -393,9 +393,8 @@ def plot_fg2u_variance(res: dict):
         _int_ticks(ax, res[key][x].unique())
         fixed = (f"N = {int(res['vs_b']['N'].iloc[0])}" if key == "vs_b"
                  else f"b = {int(res['vs_N']['b'].iloc[0])}")
-        ax.set_title(f"({'c' if key == 'vs_b' else 'd'}) variance against {x}, {fixed}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_title(f"({'c' if key == 'vs_b' else 'd'}) variance against {x}\n{fixed}")
+    _legend(fig, ncols=3)
     return fig
 
 
@@ -492,10 +491,9 @@ def plot_fg2u_convergence(res: dict):
                         df["mean_sq_grad"] + 2 * df["se"], color=f"C{i}", alpha=0.2, lw=0)
         ax.loglog(df["k"], df["bound"], "--", color=f"C{i}", label=f"b={b}: bound 4L_h ΔF/(ρK)")
     ax.set(xlabel="outer iterations K",
-           ylabel=r"$\frac{1}{K}\sum_{k<K} \|\nabla F(\alpha_k)\|^2$ (mean over seeds)",
+           ylabel="$\\frac{1}{K}\\sum_{k<K} \\|\\nabla F(\\alpha_k)\\|^2$\n(mean over seeds)",
            title="Theorem 3.4: (FG)²U gradient descent against its bound")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    _legend(fig, ncols=2)
     return fig
 
 
@@ -549,10 +547,9 @@ def plot_greedy_limit(res: dict):
         ax.loglog(df["gamma"], df["distance"], "o", color=f"C{i}", label=f"{family}: measured")
         ax.loglog(df["gamma"], df["predicted"], "-", color=f"C{i}", lw=1,
                   label=rf"{family}: $\gamma\,\|\nabla_{{w_{{T-1}}}} L_{{val}}\, B_{{T-1}}\|$")
-    ax.set(xlabel="γ", ylabel=rf"$\|\hat d(\gamma) - d_{{\mathrm{{{res['reference']}}}}}\|$",
+    ax.set(xlabel="greedy discount γ", ylabel=rf"distance $\|\hat d(\gamma) - d_{{\mathrm{{{res['reference']}}}}}\|$",
            title="Greedy → T1−T2 as γ → 0 (slope 1)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    _legend(fig, "right")
     return fig
 
 
@@ -700,7 +697,7 @@ def descent_assumptions(problem, alpha, info, *, points: int = 21) -> pd.DataFra
         ("(6) ∇²_w L_train = I", "max ‖∇²L_train − I‖₂", hess_tr, zero, hess_tr <= tiny),
         ("(6) ∇_α L_val = 0", "max ‖∇_α L_val‖", grad_a, zero, grad_a <= tiny),
         ("(7) B_t B_tᵀ ⪰ κI", "κ = min λ_min(B_t B_tᵀ)", kappa, "> 0", kappa > tiny),
-        ("(8) ‖w_∞ − w₂*‖ ≥ 2D e^{−μηT} + δ", f"δ at T = {T}", margin, "> 0", margin > 0),
+        ("(8) ‖w_∞ − w₂*‖ ≥ 2D·exp(−μηT) + δ", f"δ at T = {T}", margin, "> 0", margin > 0),
         ("(8) ∇L_val(w₂*) = 0", "‖∇L_val(w₂*)‖", grad_star, zero, grad_star <= tiny),
         ("(8) T large enough", "T₀ = smallest T with δ > 0", float(T0) if T0 else math.nan,
          f"≤ T = {T}", T0 is not None and T >= T0),
@@ -773,10 +770,9 @@ def plot_greedy_descent(res: dict):
         ax.axvline(base.T0, color="grey", lw=1, ls="--", label=f"T₀ = {int(base.T0)} (assumption 8)")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xscale("log")
-    ax.set(xlabel="horizon T", ylabel=r"$\langle d, \hat d(\gamma)\rangle / \|d\|^2$",
+    ax.set(xlabel="horizon T (inner steps)", ylabel=r"ratio $\langle d, \hat d(\gamma)\rangle / \|d\|^2$",
            title="Sufficient descent of greedy (dotted: T → ∞ limits)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    _legend(fig, "right")
     return fig
 
 
@@ -942,12 +938,11 @@ def plot_cost_scaling(res: dict):
         if (df["products"] > 0).any():
             a.loglog(df["T"], df["products"].where(df["products"] > 0), **kw)
         b.loglog(df["T"], df["peak_kib"], **kw)
-    a.set(xlabel="horizon T", ylabel="JVPs + VJPs + HVPs per call",
-          title=f"products per hypergradient ({res['family']})")
-    b.set(xlabel="horizon T", ylabel="peak memory (KiB, live tensors)",
-          title="peak memory per hypergradient")
+    a.set(xlabel="horizon T (inner steps)", ylabel="JVPs + VJPs + HVPs per call",
+          title=f"products per hypergradient\n({res['family']})")
+    b.set(xlabel="horizon T (inner steps)", ylabel="peak memory (KiB, live tensors)",
+          title="peak memory per\nhypergradient")
     for ax in (a, b):
         _int_ticks(ax, res["table"]["T"].unique())
-    b.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
+    _legend(fig, ncols=6)
     return fig

@@ -279,7 +279,7 @@ def cosine_prefix_table(result: "ToyResult", ks=(5, 10, 20)) -> pd.DataFrame:
         row["common steps k"] = k_common
         row["first k (common)"] = round(float(np.nanmean(cos[:k_common])), 3) if k_common else math.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index(["T", "method"])
 
 
 def summary_table(result: ToyResult) -> pd.DataFrame:
@@ -318,8 +318,7 @@ def plot_curves(result: ToyResult, *, smooth: int = 25):
     """Figure 2: validation loss (top) and cosine with the exact hypergradient (bottom) against
     outer steps, one column per horizon. (FG)²U's cosine is a rolling mean over ``smooth``
     steps (it is a fresh random draw every step) and averaged over seeds."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    from metagrad.figures import colors, legend_outside, subplots
     cfg, c = result.config, result.curves.copy()
     c["step"] = c["step"] + 1
     noisy = c.key.str.startswith("fg2u")
@@ -327,9 +326,8 @@ def plot_curves(result: ToyResult, *, smooth: int = 25):
                               .transform(lambda s: s.rolling(smooth, min_periods=1).mean()))
     c = c.groupby(["T", "key", "method", "step"], sort=False)[["loss", "cosine"]].mean().reset_index()
     order = list(dict.fromkeys(c.method))
-    palette = dict(zip(order, sns.color_palette("tab10", len(order))))
-    fig, axes = plt.subplots(2, len(cfg.horizons), figsize=(4.2 * len(cfg.horizons) + 1.5, 6.4),
-                             squeeze=False, sharex=True)
+    palette = dict(zip(order, colors(len(order))))
+    fig, axes = subplots(len(cfg.horizons), 2, panel=(3.4, 2.4), sharex=True)
     for j, T in enumerate(cfg.horizons):
         cT = c[c["T"] == T]
         for m in order:
@@ -342,10 +340,10 @@ def plot_curves(result: ToyResult, *, smooth: int = 25):
         axes[1][j].set_ylim(-1.05, 1.05)
         axes[1][j].set_xlabel("outer step")
         axes[1][j].set_xscale("log")
-    axes[0][0].set_ylabel("validation loss F(α)")
-    axes[1][0].set_ylabel("cos(ĝ, exact)")
-    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.0))
-    fig.tight_layout()
+    for j in range(len(cfg.horizons)):
+        axes[0][j].set_ylabel("validation loss F(α)")
+        axes[1][j].set_ylabel("cosine with exact ĝ")
+    legend_outside(fig, where="below", ncols=3)
     return fig
 
 

@@ -42,12 +42,16 @@ def table1_summary(runs: pd.DataFrame, *, paper_data: dict | None = None) -> pd.
 def plot_table1(runs: pd.DataFrame, *, paper_data: dict | None = None):
     """Bars: our test accuracy (mean ± 95 % CI over seeds) per method and IPC; markers: the
     paper's Table 1 for the compared data set."""
-    import matplotlib.pyplot as plt
+    from metagrad.figures import legend_outside, subplots
+
     from ...report import mean_ci
     paper_data = {"digits": "MNIST", **(paper_data or {})}
     cells = list(runs.groupby(["data", "ipc"], sort=False))
-    fig, axes = plt.subplots(1, len(cells), figsize=(5.2 * len(cells), 3.6), squeeze=False)
-    for ax, ((d, ipc), g) in zip(axes[0], cells):
+    ncols = min(2, len(cells))
+    fig, axes = subplots(ncols, -(-len(cells) // ncols), panel=(3.6, 3.2))
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax, ((d, ipc), g) in zip(axes.flat, cells):
         methods = list(dict.fromkeys(g.method))
         stats = [mean_ci(g[g.method == m].test_acc) for m in methods]
         x = np.arange(len(methods))
@@ -58,12 +62,11 @@ def plot_table1(runs: pd.DataFrame, *, paper_data: dict | None = None):
               for m in methods]
         ax.plot(x, [v.iloc[0] if len(v) else np.nan for v in pv], "D", color="C3",
                 label=f"paper ({paper_data.get(d, d)})")
-        ax.set_xticks(x, methods, rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel("test accuracy %")
+        ax.set_xticks(x, methods, rotation=35, ha="right")
+        ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{d}, IPC {ipc}")
         ax.set_ylim(0, 100)
-    axes[0][0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    legend_outside(fig, where="below", ncols=4)
     return fig
 
 
@@ -106,9 +109,10 @@ def format_quality(summary: pd.DataFrame) -> pd.DataFrame:
 def plot_quality(summary: pd.DataFrame, *, N: int):
     """Cosine with the exact hypergradient against peak memory (left) and wall time (right),
     both relative to full reverse mode; (FG)²U as a line over b with the Lemma 3.1 prediction."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter, NullFormatter
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    from metagrad.figures import legend_outside, subplots
+    fig, axes = subplots(2, panel=(3.6, 3.0))
+    axes = axes[0]
     fg = summary[summary.estimator == "(FG)²U"]
     other = summary[summary.estimator != "(FG)²U"]
     for ax, key in zip(axes, ("memory / RGU", "time / RGU")):
@@ -116,19 +120,18 @@ def plot_quality(summary: pd.DataFrame, *, N: int):
         ax.plot(fg[key], fg.predicted, "--", color="C0", alpha=0.6, label="Lemma 3.1 prediction")
         for _, r in fg.iterrows():
             ax.annotate(f"b={r.b}", (r[key], r.cos), textcoords="offset points", xytext=(4, -10),
-                        fontsize=7)
+                        fontsize=9)
         for i, (_, r) in enumerate(other.iterrows()):
             ax.errorbar([r[key]], [r.cos], yerr=[r.ci], fmt="s", color=f"C{i + 1}", label=r.estimator)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(f"{key.split(' /')[0]} relative to full reverse mode (log)")
+        ax.set_xlabel(f"{key.split(' /')[0]} / full reverse mode's (ratio, log)")
         ax.set_ylabel("cosine with exact hypergradient")
         ax.axhline(0, color="k", lw=0.5)
-    axes[0].set_title(f"what each estimator buys for its memory (N = {N:,})", fontsize=9)
-    axes[1].set_title("... and for its wall-clock time (CPU)", fontsize=9)
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
+    axes[0].set_title(f"what each estimator buys\nfor its memory (N = {N:,})")
+    axes[1].set_title("... and for its wall-clock\ntime (CPU)")
+    legend_outside(fig, where="below", ncols=3)
     return fig
 
 
@@ -165,40 +168,40 @@ def plot_two_phase(tp: dict, *, smooth: int = 10, budget_s: float | None = None)
     """Test accuracy (after T evaluation steps, mean over seeds) and the outer loss (moving
     average over ``smooth`` steps, mean over seeds) against measured wall-clock; a dotted line
     at ``budget_s``."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    from metagrad.figures import legend_outside, subplots
+    fig, axes = subplots(2, panel=(3.6, 3.0))
+    axes = axes[0]
     for i, (s, g) in enumerate(tp["evals"].groupby("schedule", sort=False)):
         m = g.groupby("step").agg(acc=("test_acc_T", "mean"), t=("wall_time_s", "mean"))
         axes[0].plot(m.t, m.acc, "o-", color=f"C{i}", ms=3, label=s)
     for i, (s, g) in enumerate(tp["losses"].groupby("schedule", sort=False)):
         m = g.groupby("step").agg(loss=("outer_loss", "mean"), t=("wall_time_s", "mean"))
         axes[1].plot(m.t, m.loss.rolling(smooth, min_periods=1).mean(), color=f"C{i}", label=s)
-    axes[0].set_ylabel("test accuracy % (net trained T steps)")
-    axes[1].set_ylabel(f"outer loss (moving average of {smooth})")
+    axes[0].set_ylabel("test accuracy (%)\n(net trained T steps)")
+    axes[1].set_ylabel(f"outer loss\n(moving average of {smooth})")
     for ax in axes:
-        ax.set_xlabel("wall-clock of the outer loop, s (evaluation excluded)")
+        ax.set_xlabel("outer-loop wall-clock (s)")
         if budget_s is not None:
             ax.axvline(budget_s, color="k", ls=":", lw=1, label="common budget")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    legend_outside(fig, where="below", ncols=4)
     return fig
 
 
 def plot_images(runs: pd.DataFrame, *, ipc: int = 1, seed: int = 0, data: str | None = None):
     """The condensed images of one seed: one row per method, one column per class."""
-    import matplotlib.pyplot as plt
+    from metagrad.figures import MAX_WIDTH_IN, subplots
     g = runs[(runs.ipc == ipc) & (runs.seed == seed) & runs["images"].notna()]
     g = g[g.data == (data or g.data.iloc[0])]
     imgs = [np.asarray(x) for x in g["images"]]
     n_rows, n_cols = len(imgs), imgs[0].shape[0]
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.8 * n_cols + 1.4, 0.8 * n_rows), squeeze=False)
+    cell = min(0.6, (MAX_WIDTH_IN - 1.6) / n_cols)  # room for the method names on the left
+    fig, axes = subplots(n_cols, n_rows, panel=(cell, cell), width=cell * n_cols + 1.6)
     for row, (method, x) in zip(axes, zip(g.method, imgs)):
         for ax, img in zip(row, x):
             img = img.transpose(1, 2, 0)
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray_r", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        row[0].set_ylabel(method, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"condensed images, IPC {ipc}, seed {seed}", fontsize=9)
-    fig.tight_layout()
+        row[0].set_ylabel(method, rotation=0, ha="right", va="center")
+    fig.suptitle(f"condensed images, IPC {ipc}, seed {seed}")
     return fig

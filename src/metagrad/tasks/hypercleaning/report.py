@@ -70,11 +70,14 @@ def display_table(result: HyperCleaningResult, dataset: str | None = None) -> pd
 def plot_accuracy(result: HyperCleaningResult):
     """Validation and test accuracy (mean ± 95 % CI over seeds) per method, one panel per
     (dataset, p_noise); the paper's validation accuracy as black diamonds (MNIST numbers)."""
-    import matplotlib.pyplot as plt
+    from metagrad.figures import legend_outside, subplots
     s = _summary(result)
     panels = list(dict.fromkeys(zip(s.dataset, s.p_noise)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.5, 3.8), squeeze=False)
-    for ax, (d, p) in zip(axes[0], panels):
+    ncols = min(2, len(panels))
+    fig, axes = subplots(ncols, -(-len(panels) // ncols), panel=(3.6, 3.4))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (d, p) in zip(axes.flat, panels):
         sp = s[(s.dataset == d) & (s.p_noise == p)].reset_index(drop=True)
         xs = np.arange(len(sp))
         ax.bar(xs - 0.2, sp.val_acc, 0.4, yerr=sp["val_acc ci"], capsize=2, label="validation (ours)", color="C0")
@@ -85,25 +88,25 @@ def plot_accuracy(result: HyperCleaningResult):
                 ax.plot(x, paper.loc[m, "val_acc (paper)"], "kD", ms=5,
                         label="paper, MNIST (validation)" if x == xs[0] or m == "none" else None)
         ax.set_xticks(xs, [lab + (" *" if c else "") for lab, c in zip(sp.label, sp.chosen)],
-                      rotation=60, ha="right", fontsize=8)
+                      rotation=60, ha="right")
         ax.set_title(f"{d}, p_noise = {p:g}")
         ax.set_ylim(0, 100)
-    axes[0][0].set_ylabel("accuracy %")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    axes[0][-1].legend(uniq.values(), uniq.keys(), fontsize=7, loc="lower right")
-    fig.tight_layout()
+        ax.set_ylabel("accuracy (%)")
+    legend_outside(fig, where="below", ncols=3)
     return fig
 
 
 def plot_curves(result: HyperCleaningResult, metric: str = "val_acc"):
     """``metric`` against outer steps (mean over seeds), one panel per (dataset, p_noise)."""
-    import matplotlib.pyplot as plt
+    from metagrad.figures import legend_outside, subplots
     c = result.curves
     panels = list(dict.fromkeys(zip(c.dataset, c.p_noise))) if not c.empty else []
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)) + 1.5, 3.2), squeeze=False)
+    ncols = min(2, max(1, len(panels)))
+    fig, axes = subplots(ncols, -(-max(1, len(panels)) // ncols), panel=(3.6, 2.8))
+    for ax in axes.flat[max(1, len(panels)):]:
+        ax.set_visible(False)
     none = result.runs[result.runs.method == "none"].groupby(["dataset", "p_noise"])[metric].mean()
-    for ax, (d, p) in zip(axes[0], panels):
+    for ax, (d, p) in zip(axes.flat, panels):
         cp = c[(c.dataset == d) & (c.p_noise == p)]
         for lab, g in cp.groupby("label", sort=False):
             m = g.groupby("step")[metric].mean()
@@ -113,10 +116,9 @@ def plot_curves(result: HyperCleaningResult, metric: str = "val_acc"):
             ax.axhline(100 * v if metric != "auroc" else v, color="grey", ls=":", lw=1, label="no HPO (α = 0)")
         ax.set_title(f"{d}, p_noise = {p:g}")
         ax.set_xlabel("outer step")
-    axes[0][0].set_ylabel(METRICS[metric] + (" %" if metric != "auroc" else ""))
+        ax.set_ylabel(METRICS[metric] + (" (%)" if metric != "auroc" else ""))
     if panels:
-        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
+        legend_outside(fig, where="below", ncols=3)
     return fig
 
 
