@@ -273,6 +273,36 @@ def f4_two_concurrent_writers(tmp):
     assert sorted(p.name for p in tmp.iterdir()) == ["r.json"]
 
 
+def _write_forever(path: str):
+    i = 0
+    while True:
+        _writer(path, 7, 1)
+        i += 1
+
+
+@fault
+def f4_kill9_mid_write(tmp):
+    """kill -9 a process that keeps rewriting a result file: the file is still one complete
+    write, and the next write removes the dead writer's temporary file."""
+    import multiprocessing as mp
+    path = tmp / "r.json"
+    _writer(str(path), 0, 1)
+    child = mp.get_context("fork").Process(target=_write_forever, args=(str(path),))
+    child.start()
+    deadline = time.monotonic() + 60
+    while results.load_result(path)["result"]["writer"] != 7:  # it has written at least once
+        assert time.monotonic() < deadline and child.is_alive()
+        time.sleep(0.01)
+    time.sleep(0.2)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    r = results.load_result(path)["result"]
+    assert r["writer"] == 7 and len(r["pad"]) == 20_000
+    (tmp / f".r.json.{child.pid}.zz.tmp").write_bytes(b'{"half": ')  # as if killed mid-write
+    _writer(str(path), 8, 1)
+    assert sorted(p.name for p in tmp.iterdir()) == ["r.json"]  # no temporary file left
+
+
 # ============================================================ 5: data verified on read
 def _idx_bytes(arr: np.ndarray) -> bytes:
     code = {np.uint8: 0x08}[arr.dtype.type]
