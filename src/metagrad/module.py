@@ -159,6 +159,11 @@ def stateful_transition(problem, state, alpha, t: int):
     return (w, {"opt": opt, "module": module_buffers}), loss
 
 
+def has_buffers(problem) -> bool:
+    """True when ``problem`` carries an nn.Module's buffers in its inner state."""
+    return getattr(problem, "buffers", None) is not None
+
+
 def initial_buffers(problem, w0) -> Any:
     """The optimiser's initial buffers, joined with the module buffers when there are any."""
     opt = problem.optimizer.init(w0)
