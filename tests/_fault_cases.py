@@ -273,6 +273,36 @@ def f4_two_concurrent_writers(tmp):
     assert sorted(p.name for p in tmp.iterdir()) == ["r.json"]
 
 
+def _write_forever(path: str):
+    i = 0
+    while True:
+        _writer(path, 7, 1)
+        i += 1
+
+
+@fault
+def f4_kill9_mid_write(tmp):
+    """kill -9 a process that keeps rewriting a result file: the file is still one complete
+    write, and the next write removes the dead writer's temporary file."""
+    import multiprocessing as mp
+    path = tmp / "r.json"
+    _writer(str(path), 0, 1)
+    child = mp.get_context("fork").Process(target=_write_forever, args=(str(path),))
+    child.start()
+    deadline = time.monotonic() + 60
+    while results.load_result(path)["result"]["writer"] != 7:  # it has written at least once
+        assert time.monotonic() < deadline and child.is_alive()
+        time.sleep(0.01)
+    time.sleep(0.2)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    r = results.load_result(path)["result"]
+    assert r["writer"] == 7 and len(r["pad"]) == 20_000
+    (tmp / f".r.json.{child.pid}.zz.tmp").write_bytes(b'{"half": ')  # as if killed mid-write
+    _writer(str(path), 8, 1)
+    assert sorted(p.name for p in tmp.iterdir()) == ["r.json"]  # no temporary file left
+
+
 # ============================================================ 5: data verified on read
 def _idx_bytes(arr: np.ndarray) -> bytes:
     code = {np.uint8: 0x08}[arr.dtype.type]
@@ -497,22 +527,29 @@ def f7_interrupt_removes_part_and_stale_parts_are_cleared(tmp):
     assert not list(folder.iterdir())
 
 
+def _fetch_child(root: str, mirror: str):
+    """A forked child: ``metagrad fetch pde`` from ``mirror``; exits with the CLI's status."""
+    sys.path.insert(0, str(HERE))
+    import _fault_worker as w
+    os._exit(w.fetch(root, mirror))
+
+
 @fault
 def f7_sigterm_during_fetch_removes_part(tmp):
+    import multiprocessing as mp
     root = tmp / "data"
     with server() as url:
-        child = subprocess.Popen([sys.executable, str(HERE / "_fault_worker.py"), "fetch", str(root),
-                                  url + "/slow"], stderr=subprocess.PIPE, text=True,
-                                 env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-        deadline = time.monotonic() + 240  # generous: a loaded machine imports torch slowly
+        child = mp.get_context("fork").Process(target=_fetch_child, args=(str(root), url + "/slow"))
+        child.start()
+        deadline = time.monotonic() + 120
         while not ((root / "pde").is_dir() and list((root / "pde").glob(".*.part"))):
-            if time.monotonic() > deadline or child.poll() is not None:
+            if time.monotonic() > deadline or not child.is_alive():
                 child.kill()
-                raise AssertionError(f"the fetch never started: {child.communicate()[1]}")
-            time.sleep(0.05)
-        child.send_signal(signal.SIGTERM)
-        err = child.communicate(timeout=120)[1]
-    assert child.returncode == 130 and "interrupted" in err, (child.returncode, err)
+                raise AssertionError(f"the fetch never started (exit {child.exitcode})")
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGTERM)
+        child.join(60)
+    assert child.exitcode == 130, child.exitcode  # 'interrupted', not killed by the signal
     assert not list((root / "pde").iterdir())
 
 
@@ -536,22 +573,33 @@ def b7_fetch_bad_deadline(tmp):
 
 
 # ============================================================ kill -9 mid-run, resume
+def _outer_child(ck: str, flag: str):
+    sys.path.insert(0, str(HERE))
+    import _fault_worker as w
+    w.run_outer(Path(ck), Path(flag))
+    os._exit(0)
+
+
 @fault
 def f0_kill9_mid_run_then_resume_bit_identical(tmp):
+    """A forked child runs the outer loop (fg2u, global-RNG batches, a checkpoint every 2 steps)
+    and is killed with SIGKILL during step 6; the resumed run equals an uninterrupted one bit
+    for bit (α and every record but the wall time)."""
+    import multiprocessing as mp
     sys.path.insert(0, str(HERE))
     import _fault_worker as w
     ck, flag = tmp / "run.pt", tmp / "hanging"
-    child = subprocess.Popen([sys.executable, str(HERE / "_fault_worker.py"), "outer", str(ck), str(flag)],
-                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-    deadline = time.monotonic() + 240  # generous: a loaded machine imports torch slowly
+    child = mp.get_context("fork").Process(target=_outer_child, args=(str(ck), str(flag)))
+    child.start()
+    deadline = time.monotonic() + 120
     while not flag.exists():
-        if time.monotonic() > deadline or child.poll() is not None:
+        if time.monotonic() > deadline or not child.is_alive():
             child.kill()
-            raise AssertionError(f"the child never reached step {w.HANG_AT} (exit {child.poll()})")
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait(30)
-    assert child.returncode == -signal.SIGKILL
+            raise AssertionError(f"the child never reached step {w.HANG_AT} (exit {child.exitcode})")
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    assert child.exitcode == -signal.SIGKILL
     assert torch.load(ck, weights_only=True)["step"] == w.HANG_AT - w.HANG_AT % w.CHECKPOINT_EVERY
     resumed = w.run_outer(ck)
     full = w.run_outer(None)
@@ -617,6 +665,10 @@ def b8_nan_in_alpha_names_the_key(tmp):
     bad["a"][2] = float("nan")
     refused(mg.ConfigError, r"alpha\['a'\] holds 1 NaN/Inf value\(s\) \(first at flat index 2\)",
             mg.hypergrad, problem, bad, "rmd")
+    def never(step):
+        raise AssertionError("a step ran with a NaN alpha")
+    refused(mg.ConfigError, r"alpha\['a'\] holds 1 NaN/Inf", outer_loop, never, bad, OuterConfig("rmd", steps=2),
+            progress=False)
     nested = {"net": {"w": torch.tensor([1.0, float("inf")], dtype=torch.float64)}}
     bb = mg.BlackBoxProblem(solve=lambda a: a, outer_loss=lambda w, a, d: w["net"]["w"].sum())
     refused(mg.ConfigError, r"alpha\['net'\]\['w'\] holds 1 NaN/Inf", mg.hypergrad, bb, nested, "fg2u-zo",
@@ -688,3 +740,15 @@ def b8_minibatches_keep_every_example(tmp):
         refused(mg.ConfigError, rf"batch_size must be .*got {shown}", mg.minibatches, data, bs)
     refused(mg.ConfigError, r"every tensor needs the same number of examples", mg.minibatches,
             {"x": torch.zeros(10), "y": torch.zeros(9)}, 2)
+    refused(mg.ConfigError, r"minibatches: seed must be an integer, got 'x'", mg.minibatches, data, 2,
+            seed="x")
+
+
+@bad_input
+def b5_image_size_and_result_config(tmp):
+    refused(mg.ConfigError, r"load_digits: size must be an integer >= 1, got 0", md.load_digits, size=0)
+    _fake_omniglot(tmp)
+    refused(mg.ConfigError, r"load_omniglot: size must be an integer >= 1, got -3", md.load_omniglot,
+            root=tmp, size=-3)
+    refused(mg.ConfigError, rf"configuration of result {re.escape(str(tmp / 'r.json'))} must be a dict",
+            results.save_result, tmp / "r.json", ["a"], {"x": 1})

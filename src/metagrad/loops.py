@@ -26,6 +26,7 @@ from .errors import check, ConfigError
 from .estimators import hypergrad
 from .estimators._registry import check_options
 from .optim import SGD, Adam
+from .problem import check_alpha
 from .results import config_hash, track_checkpoint
 
 __all__ = ["OuterConfig", "History", "outer_loop"]
@@ -93,6 +94,7 @@ def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig,
         scheduler: a ``torch.optim.lr_scheduler`` of ``optimizer``, stepped after every update.
         clip_grad_norm: clip the hypergradient's global norm before each update.
     """
+    check_alpha(alpha0)  # a NaN or an integer alpha is refused before any step runs
     key_parts = {"outer": asdict(cfg), "run": run_config or {}}
     if optimizer is not None:
         from .interop import TorchOuter

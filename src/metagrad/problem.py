@@ -119,7 +119,7 @@ class BilevelProblem:
                   f"init must give a dict of floating-point tensors, got {describe(w0)}")
             for name, fn, batch in (("inner_loss", self.inner_loss, self.batch(0)),
                                     ("outer_loss", self.outer_loss, self.outer_batch)):
-                value = _call(name, lambda: fn(w0, alpha, batch), alpha, w0)
+                value = _call(name, lambda: _evaluate_pure(name, fn, w0, alpha, batch), alpha, w0)
                 _check_scalar(name, value)
 
 
@@ -154,6 +154,28 @@ def _call(name: str, fn: Callable[[], Any], alpha: Any, w0: Any = None) -> Any:
                    if isinstance(key, str) and key not in alpha else "")
         raise ConfigError(f"{name} failed on the given alpha with {type(exc).__name__}: {exc}{missing}. "
                           f"{what}: check that alpha has the keys and shapes {name} expects") from exc
+
+
+MUTATION_HINT = ("Use net = mg.from_module(model), call net(w, x) in the losses and pass "
+                 "init=net.params, buffers=net.buffers")
+
+
+def _evaluate_pure(name: str, fn, w0, alpha, batch):
+    """Evaluate a loss inside a ``torch.func`` transform (a JVP with a zero tangent), where an
+    in-place update of a captured tensor — an ``nn.Module`` called directly, whose BatchNorm
+    statistics would change — is refused *before* it happens: validation has no side effects."""
+    from torch.func import jvp
+    from ._tree import tree_zeros_like
+    try:
+        return jvp(lambda w: fn(w, alpha, batch), (w0,), (tree_zeros_like(w0),))[0]
+    except RuntimeError as e:
+        if "mutate" in str(e) and "captured" in str(e):
+            raise ConfigError(f"{name} updates a tensor in place (typically an nn.Module called "
+                              f"directly: BatchNorm updates its running statistics). "
+                              f"{MUTATION_HINT}") from e
+    except Exception:  # e.g. a non-tensor result: evaluate plainly for the precise message below
+        pass
+    return fn(w0, alpha, batch)
 
 
 def _check_scalar(name: str, value: Any) -> None:
@@ -204,6 +226,7 @@ def minibatches(data: Any, batch_size: int, *, seed: int = 0,
     check(len(sizes) == 1, f"minibatches: every tensor needs the same number of examples (first "
                            f"dimension); got {describe(data)}")
     batch_size = as_int("batch_size", batch_size, 1)
+    seed = as_int("minibatches: seed", seed)
     check(batch_size <= n, f"batch_size must be in [1, {n}] (the number of examples), got {batch_size}")
     per_epoch = n // batch_size if drop_last else -(-n // batch_size)
     cache: dict[int, torch.Tensor] = {}

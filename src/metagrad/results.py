@@ -20,8 +20,6 @@ from typing import Any, Callable
 import torch
 
 from .errors import CorruptFileError
-from .provenance import code_hashes
-
 __all__ = ["config_hash", "provenance", "save_result", "load_result", "cached", "lookup",
            "atomic_write_bytes", "repo_root", "track_checkpoint"]
 
@@ -80,8 +78,13 @@ def provenance(config: dict, *, wall_time_s: float | None = None, device: str | 
         "created_unix": round(time.time(), 3),
         "wall_time_s": wall_time_s,
         # the library modules loaded when the result was made (metagrad.provenance: staleness)
-        "code": code_hashes(),
+        "code": _code_hashes(),
     }
+
+
+def _code_hashes() -> dict:
+    from .provenance import code_hashes  # imported here: `python -m metagrad.provenance` stays clean
+    return code_hashes()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -91,7 +94,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     rename wins and the file is always one writer's complete bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_tmp(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -107,6 +111,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
                                      f"version, if any, is unchanged", str(path)) from exc
         raise
     _fsync_dir(path.parent)
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Remove temporary files of ``path`` left by writers killed mid-write (their pid is gone);
+    a live writer's temporary file is never touched."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            os.kill(int(tmp.name[len(path.name) + 2:].split(".")[0]), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, OSError):
+            pass  # not our naming, or another user's live process
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -125,6 +141,10 @@ def _fsync_dir(folder: Path) -> None:
 
 def save_result(path: str | Path, config: dict, result: Any, *, wall_time_s: float | None = None,
                 device: str | None = None) -> dict:
+    if not isinstance(config, dict):
+        from .errors import ConfigError
+        raise ConfigError(f"the configuration of result {path} must be a dict, got "
+                          f"{type(config).__name__}")
     payload = {"config": _canonical(config),
                "provenance": provenance(config, wall_time_s=wall_time_s, device=device),
                "result": _canonical(result)}

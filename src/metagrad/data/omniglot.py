@@ -37,6 +37,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
+from .._validate import as_int
 from ..errors import ConfigError
 from .episodes import Task, sample_task
 from .paths import DataCorruptError, find_file, resolve_root
@@ -163,7 +164,7 @@ def load_omniglot(which: str | Sequence[str] = "small", root: str | os.PathLike 
     zips = _zip_names(which, base / "omniglot")
     paths = tuple(find_file(root, "omniglot", z, dataset="omniglot").resolve() for z in zips)
     stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
-    arr, names = _load_zips(paths, int(size), stamp)
+    arr, names = _load_zips(paths, as_int("load_omniglot: size", size, 1, " (pixels per side)"), stamp)
     images = torch.from_numpy(arr.copy()).unsqueeze(2).to(device=device, dtype=dtype).div_(255.0)
     return OmniglotData(images, list(names))
 

@@ -25,7 +25,7 @@ from .. import unroll, distributed
 from ._registry import register
 from ._checks import leaves_like
 
-__all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives"]
+__all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives", "chunk_for_budget"]
 
 DISTRIBUTIONS = ("rademacher", "gaussian", "coordinate")
 
@@ -64,7 +64,7 @@ def _full_objective(problem: BilevelProblem, alpha):
 
 
 def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tensor, cost, *,
-                            chunk: int | None = None, vectorize: bool = True):
+                            chunk: int | None = None, vectorize: bool = True, compile: bool = False):
     """``(F(α), [∇F·v_i]_i)`` for the rows ``v_i`` of ``V`` by forward-mode unrolling.
 
     ``chunk`` rows are pushed through the loop at once with ``torch.func.vmap`` (memory grows
@@ -86,7 +86,9 @@ def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tenso
 
     values, losses = [], None
     for i in range(0, b, chunk if vectorize else 1):
-        if vectorize:
+        if compile and vectorize:
+            f, tangent, losses = _compiled_chunk(problem, alpha, V[i:i + chunk])
+        elif vectorize:
             out, tangent, losses = vmap(one)(V[i:i + chunk])
             f = out[0]
             losses = losses[0]
@@ -98,6 +100,20 @@ def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tenso
         cost.jvps += problem.T * tangent.shape[0]
         unroll.check_losses(losses, 0, problem, alpha)
     return f.detach(), torch.cat(values).detach()
+
+
+def _compiled_chunk(problem, alpha, V):
+    """``(F, tangents, losses)`` for one chunk of directions, stepping with the compiled
+    tangent-carrying transition of :mod:`metagrad.compiled`."""
+    from .. import compiled
+    Vt = unflatten(V, alpha)
+    state, tangents = compiled.tangent_init(problem, alpha, Vt)
+    losses = []
+    for t in range(problem.T):
+        state, tangents, loss = compiled.tangent_step(problem, state, tangents, alpha, Vt, t)
+        losses.append(loss)
+    f, tangent = compiled.tangent_outer(problem, state, tangents, alpha, Vt)
+    return f, tangent, torch.stack(losses)
 
 
 def _directions_from(alpha, directions, b, seed, distribution, rank, world):
@@ -184,10 +200,44 @@ def _check_memory(problem, alpha, chunk: int) -> None:
             f"or use method='fg2u' (memory independent of N).")
 
 
+def chunk_for_budget(problem: BilevelProblem, alpha: dict, b: int, memory_budget: int) -> int:
+    """The largest chunk (directions pushed through the loop at once, at most ``b``) whose peak
+    memory stays under ``memory_budget`` bytes.
+
+    Peak memory is affine in the chunk and flat in T (fg2u stores no trajectory), so it is
+    probed on a 2-step copy of the problem at chunk 1 and chunk k = min(b, 4) with the
+    live-tensor tracker, and the line through the two peaks is solved for the budget."""
+    from ..cost import LiveTensorTracker
+    from ..cost import Cost
+    check(isinstance(memory_budget, (int, float)) and memory_budget > 0,
+          f"memory_budget must be a number of bytes > 0, got {memory_budget!r}")
+    probe = problem.replace(T=min(2, problem.T))
+    leaf = tree_leaves(alpha)[0]
+    gen = torch.Generator().manual_seed(0)
+    V = (torch.randint(0, 2, (min(b, 4), tree_numel(alpha)), generator=gen) * 2 - 1).to(leaf)
+
+    def peak(c: int) -> int:
+        with LiveTensorTracker() as tracker:
+            directional_derivatives(probe, alpha, V[:c], Cost())
+        return tracker.peak
+    p1 = peak(1)
+    if p1 > memory_budget:
+        raise MemoryBudgetError(
+            f"fg2u needs about {_human(p1)} with one direction at a time, more than "
+            f"memory_budget={_human(memory_budget)} ({int(memory_budget):,} bytes); raise the budget "
+            f"or use method='fg2u-zo' (no tangents)")
+    k = V.shape[0]
+    if k == 1:
+        return 1
+    per = max((peak(k) - p1) / (k - 1), 1.0)
+    return int(max(1, min(b, 1 + (memory_budget - p1) // per)))
+
+
 @register("fg2u")
 def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
          seed: int | None = None, chunk: int | None = None, directions=None,
-         vectorize: bool = True, distributed: str = "auto"):
+         vectorize: bool = True, distributed: str = "auto", memory_budget: int | None = None,
+         compile: bool = False):
     r"""(FG)²U: forward gradient unrolling with forward gradients (Shen et al. 2024, Alg. 1).
 
     :math:`\hat g = \frac1b\sum_i (\nabla F\cdot v_i) v_i` — unbiased; b random directions
@@ -196,10 +246,18 @@ def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
     ranks (rank-specific seeds, one all-reduce). ``directions`` ([b, N]) overrides sampling.
     ``distributed="off"`` ignores a process group (every rank draws all b directions itself).
     Cost: T·b transition JVPs. Memory: O(chunk·P), independent of T and N.
+    ``memory_budget`` (bytes, instead of ``chunk``): the chunk is chosen so that the peak
+    memory stays under it (:func:`chunk_for_budget`). ``compile=True``: the tangent-carrying
+    step runs through :func:`metagrad.compiled.tangent_step` (``torch.compile``).
     """
     rank, world = _rank_and_world(distributed)
     V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
-    f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize)
+    if memory_budget is not None:
+        check(chunk is None, f"pass either chunk={chunk!r} or memory_budget={memory_budget!r}, not both")
+        chunk = chunk_for_budget(problem, alpha, max(V.shape[0], 1), memory_budget)
+    check(isinstance(compile, bool), f"compile must be True or False, got {compile!r}")
+    f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize,
+                                   compile=compile)
     return _aggregate(alpha, V, s, reduce=world > 1), f
 
 
