@@ -120,10 +120,11 @@ def summary(values: list[float]) -> dict:
 
 
 def fmt(s: dict | None, digits: int = 2) -> str:
-    """``median [min–max]``."""
+    """``median [min–max]`` (scientific notation for values below 0.01)."""
     if not s:
         return "-"
-    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}–{s['max']:.{digits}f}]"
+    spec = f".{digits}f" if abs(s["median"]) >= 0.01 or s["median"] == 0 else ".1e"
+    return f"{s['median']:{spec}} [{s['min']:{spec}}–{s['max']:{spec}}]"
 
 
 class Target:
@@ -288,6 +289,7 @@ def run_targets(*, quick: bool = True, rounds: int = 5, out: str | None = None,
     T_list = list(T or ([10, 50] if quick else [10, 50, 200]))
     raw, targets, info = [], [], {}
     loadavg_start = _loadavg()
+    commit, dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
     try:
         if "time" in sections:
             log(f"time section: T={T_list}, {list(optimizers)}, {rounds} rounds")
@@ -327,8 +329,7 @@ def run_targets(*, quick: bool = True, rounds: int = 5, out: str | None = None,
         "timing": "process CPU time (time.process_time), contenders interleaved, order rotated per "
                   "round; ratios per round against the reference of the same round; median [min-max]",
         "torch": torch.__version__, "torch_threads": 1, "device_name": _device_name(torch.device("cpu")),
-        "torchopt": torchopt_available(), "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "torchopt": torchopt_available(), "git_commit": commit, "git_dirty": dirty,
         "date_utc": __import__("datetime").datetime.now(__import__("datetime").timezone.utc)
         .isoformat(timespec="seconds"),
         "loadavg_start": loadavg_start, "loadavg_end": _loadavg(),

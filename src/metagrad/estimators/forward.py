@@ -94,8 +94,8 @@ def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tenso
     values, losses = [], None
     for i in range(0, b, chunk if vectorize else 1):
         if compile and vectorize:
-            f, tangent, aux = _compiled_chunk(problem, alpha, V[i:i + chunk])
-            aux = (aux, None) if with_state else aux  # the compiled path keeps no state
+            f, tangent, losses, state = _compiled_chunk(problem, alpha, V[i:i + chunk])
+            aux = (losses, state) if with_state else losses
         elif vectorize:
             out, tangent, aux = vmap(one)(V[i:i + chunk])
             f = out[0]
@@ -114,7 +114,7 @@ def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tenso
 
 
 def _compiled_chunk(problem, alpha, V):
-    """``(F, tangents, losses)`` for one chunk of directions, stepping with the compiled
+    """``(F, tangents, losses, state_T)`` for one chunk of directions, stepping with the compiled
     tangent-carrying transition of :mod:`metagrad.compiled`."""
     from .. import compiled
     Vt = unflatten(V, alpha)
@@ -124,7 +124,7 @@ def _compiled_chunk(problem, alpha, V):
         state, tangents, loss = compiled.tangent_step(problem, state, tangents, alpha, Vt, t)
         losses.append(loss)
     f, tangent = compiled.tangent_outer(problem, state, tangents, alpha, Vt)
-    return f, tangent, torch.stack(losses)
+    return f, tangent, torch.stack(losses), state
 
 
 def _directions_from(alpha, directions, b, seed, distribution, rank, world):
