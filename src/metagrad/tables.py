@@ -163,13 +163,15 @@ class Table:
         for title, df in self.parts:
             if title:
                 out.append(title)
-            out.append(df.to_string(index=False))
+            # unpadded rows: the text does not change width with measured values (nbval)
+            out += [" | ".join(map(str, df.columns))]
+            out += [" | ".join(map(str, row)) for row in df.itertuples(index=False)]
         return "\n".join(out + self.notes)
 
 
 def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits: int | Mapping = 3,
           ci: Mapping[str, str] | None = None, caption: str | None = None,
-          missing: str | None = None, facet: str | None = None, max_rows: int | None = 12,
+          missing: str | None = None, facet: str | Sequence[str] | None = None, max_rows: int | None = 12,
           notes: Sequence[str] = ()) -> Table:
     """The page's view of ``df``.
 
@@ -177,18 +179,18 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
     it every column is shown, underscores turned into spaces. ``digits`` (significant digits)
     is one number or a mapping column -> digits. ``ci`` maps a mean column to the column of its
     CI half-width: the two are shown as one ``mean ± half`` column. ``missing`` says why a value
-    can be absent (required when one is). ``facet`` splits the rows by that column's values
+    can be absent. ``facet`` (a column or a list of columns) splits the rows by their values
     into separate small tables; a table still longer than ``max_rows`` (``None``: no limit) is
     split into consecutive blocks of at most that many rows.
     """
     if isinstance(df, pd.Series):
         df = df.to_frame()
     ci = dict(ci or {})
+    facets = [facet] if isinstance(facet, str) else list(facet or [])
     if columns is None:
-        columns = {c: str(c).replace("_", " ") for c in df.columns
-                   if c not in ci.values() and c != facet}
-    unknown = [c for c in [*columns, *ci, *ci.values(), *([facet] if facet else [])]
-               if c not in df.columns]
+        columns = {c: str(c).replace("_", " ") or "setting" for c in df.columns
+                   if c not in ci.values() and c not in facets}
+    unknown = [c for c in [*columns, *ci, *ci.values(), *facets] if c not in df.columns]
     if unknown:
         raise KeyError(f"table: no column(s) {unknown} in the data; it has {list(df.columns)}")
     out = pd.DataFrame(index=range(len(df)))
@@ -216,10 +218,13 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
     if any_missing:
         all_notes.append(f"{DASH} {missing}" if missing else
                          f"{DASH} no value: not applicable to this row.")
-    if facet is not None:
-        keys = list(dict.fromkeys(df[facet]))
-        parts = [(f"{facet.replace('_', ' ')}: {k}", out[(df[facet] == k).to_numpy()]
-                  .reset_index(drop=True)) for k in keys]
+    if facets:
+        keys = list(dict.fromkeys(zip(*(df[f] for f in facets))))
+        parts = []
+        for key in keys:
+            mask = np.logical_and.reduce([(df[f] == k).to_numpy() for f, k in zip(facets, key)])
+            title = ", ".join(f"{str(f).replace('_', ' ')}: {_plain(k, 4)}" for f, k in zip(facets, key))
+            parts.append((title, out[mask].reset_index(drop=True)))
     else:
         parts = [(None, out)]
     if max_rows is not None:  # split what is still too long into consecutive blocks
