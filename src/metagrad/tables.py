@@ -185,6 +185,8 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
     """
     if isinstance(df, pd.Series):
         df = df.to_frame()
+    if any(n is not None for n in df.index.names):
+        df = df.reset_index()  # a meaningful index (id, (arm, seed), ...) becomes columns
     ci = dict(ci or {})
     facets = [facet] if isinstance(facet, str) else list(facet or [])
     if columns is None:

@@ -36,8 +36,11 @@ def plot_comparison(result: FewShotResult, shot: int):
     t = result.table[result.table.shot == shot]
     ways = sorted(t.way.unique())
     methods = [m for m in METHODS if m in set(t.method)]
-    fig, axes = subplots(len(ways), panel=(3.6, 3.2))
-    for ax, way in zip(axes[0], ways):
+    ncols = min(2, len(ways))
+    fig, axes = subplots(ncols, -(-len(ways) // ncols), panel=(3.6, 3.0))
+    for ax in axes.flat[len(ways):]:
+        ax.set_visible(False)
+    for ax, way in zip(axes.flat, ways):
         tw = t[t.way == way].set_index("method")
         xs = np.arange(len(methods))
         for off, col, ci, lab, color in ((-0.2, "acc (ours)", "ci (ours)", "ours", "C0"),
