@@ -176,10 +176,63 @@ def test_a_module_called_directly_gets_an_error_that_points_to_from_module():
         return F.cross_entropy(out, batch[1]) * torch.exp(a["s"])
     problem = mg.BilevelProblem(loss, loss, init={k: p.detach().clone() for k, p in model.named_parameters()},
                                 optimizer=mg.SGD(0.1), T=2, inner_batches=(x, y), outer_batch=val)
-    with pytest.raises(ConfigError, match="from_module"):
-        mg.hypergrad(problem, {"s": torch.tensor(0.0, dtype=torch.float64)}, "rmd", validate=False)
+    alpha = {"s": torch.tensor(0.0, dtype=torch.float64)}
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ConfigError, match="inner_loss updates a tensor in place.*from_module"):
+        mg.hypergrad(problem, alpha, "rmd")  # validate() refuses it before BatchNorm's statistics change
+    with pytest.raises(ConfigError, match="from_module"):  # inside a torch.func transform too
+        mg.hypergrad(problem, alpha, "fg2u", validate=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_from_module_refuses_a_non_module():
     with pytest.raises(ConfigError, match="nn.Module"):
         mg.from_module(lambda x: x)
+
+
+def test_batchnorm_cnn_on_every_device(device):
+    """Device follows the inputs: parameters, buffers and hypergradients stay on ``device``."""
+    net, problem, alpha = _problem(_cnn(device), device)
+    res = mg.hypergrad(problem, alpha, "rmd")
+    assert res.grad["lr"].device.type == device.type
+    assert all(b.device.type == device.type for b in res.state_T[1]["module"]["module"].values())
+    assert rel_err(res.grad, fd_hypergrad(problem, alpha)) <= 1e-6
+    assert torch.isfinite(mg.hypergrad(problem, alpha, "fg2u", b=2, seed=0).grad["lr"])
+
+
+def test_two_modules_and_extra_weights_in_w():
+    """Two modules in one problem (distinct names), plus a weight that belongs to neither."""
+    torch.manual_seed(3)
+    a = mg.from_module(nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5)).double(), name="a")
+    b = mg.from_module(nn.Sequential(nn.Linear(5, 3), nn.BatchNorm1d(3)).double(), name="b")
+    w0 = {**{f"a.{k}": v for k, v in a.params.items()}, **{f"b.{k}": v for k, v in b.params.items()},
+          "scale": torch.ones((), dtype=torch.float64)}
+
+    def split(w, prefix):
+        return {k[len(prefix) + 1:]: v for k, v in w.items() if k.startswith(prefix + ".")}
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (12,), generator=g)
+
+    def loss(w, alpha, batch):
+        h = torch.tanh(a(split(w, "a"), batch[0]))
+        return F.cross_entropy(w["scale"] * b(split(w, "b"), h), batch[1]) * torch.exp(alpha["s"])
+    problem = mg.BilevelProblem(loss, loss, init=w0, buffers={**a.buffers, **b.buffers},
+                                optimizer=mg.SGD(lr=0.1), T=3, inner_batches=(x, y), outer_batch=(x, y))
+    alpha = {"s": torch.tensor(0.2, dtype=torch.float64)}
+    res = mg.hypergrad(problem, alpha, "rmd")
+    assert rel_err(res.grad, fd_hypergrad(problem, alpha)) <= 1e-6
+    assert int(res.state_T[1]["module"]["a"]["1.num_batches_tracked"]) == 3
+    assert int(res.state_T[1]["module"]["b"]["1.num_batches_tracked"]) == 3
+
+
+def test_eval_mode_outside_the_inner_loop_without_buffers_warns_once():
+    net = mg.from_module(_cnn())
+    x = _data()[0][0]
+    with pytest.warns(UserWarning, match="buffers="):
+        net(net.params, x, train=False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net(net.params, x, train=False)  # once only
+        net(net.params, x, train=False, buffers=net.buffers)

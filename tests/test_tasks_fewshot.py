@@ -202,6 +202,7 @@ def test_run_caches_every_run_and_reuses_it(tmp_path, monkeypatch):
     assert set(first.runs.loc[first.runs.method == "greedy", "#JVPs (ours)"]) == {cfg.T}
     assert set(first.runs.loc[first.runs.method == "t1t2", "#JVPs (ours)"]) == {1}
     assert first.chosen_gamma[(1, 2)] in (0.9, 0.5)
+    assert not list((tmp_path / "ck").rglob("*.pt"))  # checkpoints are removed once results are saved
     monkeypatch.setattr(fs.experiment, "train", lambda *a, **k: pytest.fail("a finished run was recomputed"))
     second = fs.run(cfg)
     assert second.runs.drop(columns="run_wall_time_s").equals(first.runs.drop(columns="run_wall_time_s"))

@@ -14,6 +14,7 @@ from .estimators import Result, available_methods, options_of, hypergrad, regist
 from .estimators import implicit_hypergrad as implicit, hvp, StructuralZeroWarning
 from .module import from_module, FunctionalModule
 from .interop import objective
+from .loops import outer_loop, OuterConfig
 from .cost import Cost
 from .errors import MetagradError, ConfigError, InnerDivergenceError, MemoryBudgetError
 
@@ -22,6 +23,6 @@ __all__ = [
     "BilevelProblem", "BlackBoxProblem", "minibatches", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "RMSprop", "schedule", "Result",
     "available_methods", "options_of", "hypergrad", "register", "fg2u_directions", "Cost",
     "from_module", "FunctionalModule", "implicit", "hvp", "StructuralZeroWarning",
-    "objective",
+    "objective", "outer_loop", "OuterConfig",
     "MetagradError", "ConfigError", "InnerDivergenceError", "MemoryBudgetError",
 ]

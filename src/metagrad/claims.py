@@ -181,7 +181,7 @@ def sensitivity_table(reg: dict, runs: pd.DataFrame, *, scale: str = "book", see
             continue
         ok = r["effect"] >= s["smallest_effect"] and (r.get("p_claim") is None or r["p_claim"] < reg["alpha"])
         rows.append({**row, "effect": r["effect"], "p": r.get("p_claim"), "passes": bool(ok),
-                     "detail": ""})
+                     "detail": "" if math.isfinite(r["effect"]) else "not run"})
     return pd.DataFrame(rows)
 
 

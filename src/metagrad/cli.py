@@ -15,8 +15,9 @@ Subcommands are registered, not hard-wired: a module adds one with::
 (or, equivalently, ``register_command(name, configure, help=...)``). :func:`main` builds the
 parser from every registered subcommand; modules listed in :data:`COMMAND_MODULES` are imported
 first so that their registrations are seen. Errors metagrad raises on purpose
-(:class:`~metagrad.errors.MetagradError`, missing files) are printed as one clean message with
-exit status 1 instead of a traceback.
+(:class:`~metagrad.errors.MetagradError`) and operating-system errors (a missing or unwritable
+file, named in the message) are printed as one clean message with exit status 1 instead of a
+traceback; Ctrl-C (and SIGTERM during ``fetch``) exits with status 130.
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import MetagradError
     try:
         status = args._run(args)
-    except (MetagradError, FileNotFoundError) as exc:
+    except (MetagradError, OSError) as exc:  # OSError messages name the file
         print(f"metagrad {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -111,13 +112,17 @@ def _fetch(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds before a stalled connection is abandoned (default 60)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds for the whole fetch, however slowly a server sends "
+                             "(default 1800)")
 
     def run(args: argparse.Namespace) -> int:
         from .data.fetch import fetch
         from .data.paths import data_root
 
         paths = fetch(args.datasets, args.root, mirror=args.mirror, force=args.force,
-                      progress=not args.quiet, timeout=args.timeout, quiet=args.quiet)
+                      progress=not args.quiet, timeout=args.timeout, quiet=args.quiet,
+                      deadline=args.deadline)
         if not args.quiet:
             print(f"{len(paths)} file(s) ready under {data_root(args.root)}")
         return 0

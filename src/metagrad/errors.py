@@ -1,7 +1,8 @@
 """Exceptions that name the culprit and the fix. Errors are part of the interface."""
 from __future__ import annotations
 
-__all__ = ["MetagradError", "ConfigError", "InnerDivergenceError", "MemoryBudgetError", "check"]
+__all__ = ["MetagradError", "ConfigError", "InnerDivergenceError", "MemoryBudgetError",
+           "CorruptFileError", "check"]
 
 
 class MetagradError(Exception):
@@ -26,6 +27,15 @@ class InnerDivergenceError(MetagradError, FloatingPointError):
 
 class MemoryBudgetError(MetagradError, MemoryError):
     """A request whose memory need exceeds what the device has."""
+
+
+class CorruptFileError(MetagradError, ValueError):
+    """A result file or checkpoint that cannot be read (truncated, empty, garbage, crafted).
+    The message names the file and what to do (delete it and rerun)."""
+
+    def __init__(self, path, what: str, problem: str, fix: str):
+        self.path = path
+        super().__init__(f"{what} {path} {problem}; {fix}")
 
 
 def check(condition: bool, message: str) -> None:

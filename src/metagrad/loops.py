@@ -5,24 +5,29 @@ episodes), asks :func:`metagrad.hypergrad` for the hypergradient by ``method``, 
 the outer optimiser (the same pure :mod:`metagrad.optim` steps), optionally projects α (e.g.
 clips images to the valid range), evaluates every ``eval_every`` steps, and checkpoints every
 ``checkpoint_every`` steps. An interrupted run restarts from its last checkpoint and loses no
-finished step; a checkpoint written for another configuration is refused.
+finished step, bit-identically (the RNG states are checkpointed too); a checkpoint written for
+another configuration is ignored with a warning and replaced (the run starts fresh). Under
+:func:`metagrad.results.cached` the checkpoint is deleted once the run's result is saved.
+Checkpoints hold only tensors and plain containers (see :mod:`metagrad.checkpoints`).
 """
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from tqdm import tqdm
 
 from ._tree import same_structure, describe, tree_detach, tree_map
+from ._validate import as_int, as_real
+from .checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .errors import check, ConfigError
-from .estimators import hypergrad, options_of
+from .estimators import hypergrad
+from .estimators._registry import check_options
 from .optim import SGD, Adam
-from .results import atomic_write_bytes, config_hash
+from .problem import check_alpha
+from .results import config_hash, track_checkpoint
 
 __all__ = ["OuterConfig", "History", "outer_loop"]
 
@@ -43,9 +48,13 @@ class OuterConfig:
 
     def __post_init__(self):
         check(self.optimizer in ("adam", "sgd"), f"outer optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        check(isinstance(self.steps, int) and self.steps >= 0, f"steps must be an integer >= 0, got {self.steps!r}")
-        check(self.lr > 0, f"outer lr must be > 0, got {self.lr!r}")
-        options_of(self.method)  # raises for an unknown method
+        check_options(self.method, self.options)  # an unknown method or option is refused now
+        for name, minimum, hint in (("steps", 0, ""), ("seed", None, ""),
+                                    ("eval_every", 0, " (0 = evaluate only at the end)"),
+                                    ("checkpoint_every", 1, " (steps between checkpoints)")):
+            object.__setattr__(self, name, as_int(name, getattr(self, name), minimum, hint))
+        object.__setattr__(self, "lr", as_real("outer lr", self.lr, low=0, low_open=True,
+                                               hint="; pass e.g. lr=1e-2"))
 
 
 @dataclass
@@ -85,6 +94,7 @@ def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig,
         scheduler: a ``torch.optim.lr_scheduler`` of ``optimizer``, stepped after every update.
         clip_grad_norm: clip the hypergradient's global norm before each update.
     """
+    check_alpha(alpha0)  # a NaN or an integer alpha is refused before any step runs
     key_parts = {"outer": asdict(cfg), "run": run_config or {}}
     if optimizer is not None:
         from .interop import TorchOuter
@@ -97,15 +107,13 @@ def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig,
     key = config_hash(key_parts)
     alpha = tree_detach(alpha0)
     state, start, records, elapsed = opt.init(alpha), 0, [], 0.0
-    if checkpoint is not None and Path(checkpoint).exists():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved["key"] != key:
-            raise ConfigError(f"checkpoint {checkpoint} belongs to another configuration "
-                              f"(key {saved['key']} != {key}); delete it or choose another path")
+    saved = load_checkpoint(checkpoint, key, alpha, cfg.steps) if checkpoint is not None else None
+    if saved is not None:
         alpha, state, start = saved["alpha"], saved["opt_state"], saved["step"]
         if hasattr(opt, "load"):
             opt.load(state)
         records, elapsed = saved["records"], saved["wall_time_s"]
+        set_rng_state(saved["rng"])
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
                desc=cfg.method, leave=False)
     t0 = time.perf_counter() - elapsed
@@ -129,10 +137,9 @@ def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig,
         records.append(rec)
         bar.set_postfix(loss=f"{rec['outer_loss']:.4g}")
         if checkpoint is not None and (last or (step + 1) % cfg.checkpoint_every == 0):
-            buf = io.BytesIO()
-            torch.save({"key": key, "alpha": alpha, "opt_state": state, "step": step + 1,
-                        "records": records, "wall_time_s": time.perf_counter() - t0}, buf)
-            atomic_write_bytes(checkpoint, buf.getvalue())
+            save_checkpoint(checkpoint, key=key, alpha=alpha, opt_state=state, step=step + 1,
+                            records=records, wall_time_s=time.perf_counter() - t0, rng=rng_state())
+            track_checkpoint(checkpoint)
     bar.close()
     return History(records=records, alpha=tree_map(lambda x: x, alpha),
                    wall_time_s=time.perf_counter() - t0)

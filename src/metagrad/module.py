@@ -18,13 +18,16 @@ hypergradient is exact; a loss that reads running statistics (eval mode) differe
 they were constant.
 
 Outside the inner loop (the outer loss, your evaluation), ``net(w, x)`` uses the buffers passed
-as ``buffers=`` (e.g. ``result.buffers_T``) or else the module's buffers as they were when
-:func:`from_module` was called. Nothing ever writes into ``model``: every call works on clones.
+as ``buffers=`` (e.g. ``result.state_T[1]["module"]``, the buffers at the end of the inner loop)
+or else the module's buffers as they were when :func:`from_module` was called; an eval-mode call
+of the latter kind warns once, since it is rarely what is meant. Nothing ever writes into
+``model``: every call works on clones.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from typing import Any
 
 import torch
@@ -79,11 +82,13 @@ class FunctionalModule:
         self.frozen = {k: p.detach() for k, p in model.named_parameters() if not p.requires_grad}
         self.buffers = {name: {k: b.detach().clone() for k, b in model.named_buffers()}}
         self._dtypes = {k: b.dtype for k, b in model.named_buffers()}
+        self._warned = False
 
     def __call__(self, w: dict, *args, buffers: dict | None = None, train: bool | None = None,
                  **kwargs):
         slot = getattr(_LOCAL, "slot", None)
         inside = buffers is None and slot is not None and self.name in slot
+        explicit = buffers is not None
         if buffers is None:
             buffers = slot[self.name] if inside else self.buffers[self.name]
         elif self.name in buffers and isinstance(buffers[self.name], dict):
@@ -92,11 +97,19 @@ class FunctionalModule:
         if missing is None or missing:
             raise ConfigError(f"{type(self.model).__name__} expects w with its parameters "
                               f"{sorted(self.params)}; missing {missing if missing else w!r}")
+        mode = self.train if train is None else train
+        if not mode and not inside and not explicit and self.buffers[self.name] and not self._warned:
+            self._warned = True
+            warnings.warn(f"{self!r} called in eval mode outside the inner loop without buffers=: "
+                          f"it uses the buffers from when from_module was called, not those at the "
+                          f"end of the inner loop; pass buffers=result.state_T[1]['module'] (or use "
+                          f"train mode in the outer loss)", UserWarning, stacklevel=2)
         # BatchNorm updates its running statistics in place: give it fresh copies, so the
         # caller's tensors (and the module's) are never mutated, also inside torch.func.
         fresh = {k: b.detach().to(self._dtypes.get(k, b.dtype), copy=True) for k, b in buffers.items()}
-        with _mode(self.model, self.train if train is None else train):
-            out = functional_call(self.model, ({**self.frozen, **w}, fresh), args, kwargs,
+        params = {k: w[k] for k in self.params}  # w may hold more than this module's weights
+        with _mode(self.model, mode):
+            out = functional_call(self.model, ({**self.frozen, **params}, fresh), args, kwargs,
                                   strict=False)
         if inside:
             slot[self.name] = {k: _as_state(b.detach()) for k, b in fresh.items()}
@@ -144,6 +157,11 @@ def stateful_transition(problem, state, alpha, t: int):
     hp = problem.optimizer.hyper(alpha)
     w, opt = problem.optimizer.step(w, buffers["opt"], g, hp, t + 1)
     return (w, {"opt": opt, "module": module_buffers}), loss
+
+
+def has_buffers(problem) -> bool:
+    """True when ``problem`` carries an nn.Module's buffers in its inner state."""
+    return getattr(problem, "buffers", None) is not None
 
 
 def initial_buffers(problem, w0) -> Any:

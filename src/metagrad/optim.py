@@ -38,6 +38,7 @@ from typing import Any, Callable, Union
 import torch
 
 from ._tree import tree_map, tree_zeros_like
+from ._validate import as_real, plain_number
 from .errors import check, ConfigError
 
 __all__ = ["SGD", "Momentum", "Nesterov", "Adam", "AdamW", "RMSprop", "Hyper", "schedule",
@@ -122,8 +123,13 @@ class _Optimizer:
         return float(lr.detach()) if isinstance(lr, torch.Tensor) else float(lr)
 
     def _check_numbers(self) -> None:
+        """Numbers (numpy / 0-dim tensor ones too) become floats checked against
+        :data:`_RANGES`; callables and schedules are checked when evaluated."""
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.type not in ("bool", bool):
+                v = ({k: plain_number(x) for k, x in v.items()} if isinstance(v, dict)
+                     else plain_number(v))
             if f.type in ("bool", bool):
                 check(isinstance(v, bool), f"{type(self).__name__}.{f.name} must be True or False, "
                                            f"got {v!r}")
@@ -133,10 +139,35 @@ class _Optimizer:
                                                    for x in v.values())
             check(ok, f"{type(self).__name__}.{f.name} must be a number or a callable alpha -> tensor, "
                       f"got {type(v).__name__}; a dict of those per parameter and mg.schedule(fn) "
-                      f"are accepted too")
+                      f"are accepted too" + ("; to learn it, pass a callable such as lambda a: a['lr']"
+                                             if isinstance(v, torch.Tensor) else ""))
+            object.__setattr__(self, f.name, _in_range(f"{type(self).__name__}.{f.name}", f.name, v))
 
     def __post_init__(self):
         self._check_numbers()
+
+
+#: The valid range of each hyperparameter given as a number (see metagrad._validate.as_real).
+_RANGES = {"lr": dict(low=0, low_open=True, hint="; pass e.g. lr=0.1"),
+           "momentum": dict(low=0, high=1, high_open=True, hint="; pass e.g. momentum=0.9"),
+           "beta1": dict(low=0, high=1, high_open=True, hint="; pass e.g. beta1=0.9"),
+           "beta2": dict(low=0, high=1, high_open=True, hint="; pass e.g. beta2=0.999"),
+           "decay": dict(low=0, high=1, high_open=True, hint="; pass e.g. decay=0.99"),
+           "eps": dict(low=0), "eps_root": dict(low=0), "weight_decay": dict(low=0)}
+
+
+def _in_range(name: str, field: str, v: Any, frozen_ok: bool = False) -> Any:
+    """``v`` with its numbers checked against _RANGES; a per-parameter dict may hold lr=0
+    (a frozen parameter)."""
+    if isinstance(v, dict):
+        return {k: _in_range(f"{name}[{k!r}]", field, x, True) for k, x in v.items()}
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        rng = dict(_RANGES.get(field, {}))
+        if field == "lr":
+            rng.update(low_open=not frozen_ok, hint="; pass e.g. lr=0.1 (a per-parameter dict "
+                                                    "may hold 0 to freeze a parameter)")
+        return as_real(name, v, **rng)
+    return v
 
 
 def _decayed(g, w, wd):

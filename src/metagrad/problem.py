@@ -16,8 +16,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from torch.utils import _pytree as pytree
+
 from ._tree import tree_leaves, describe
-from .errors import check, ConfigError
+from ._validate import as_int
+from .errors import check, ConfigError, MetagradError
 from .optim import SGD
 from .module import FunctionalModule, _bound
 
@@ -59,8 +62,7 @@ class BilevelProblem:
     def __post_init__(self):
         check(callable(self.inner_loss), "inner_loss must be a function (w, alpha, batch) -> scalar")
         check(callable(self.outer_loss), "outer_loss must be a function (w, alpha, batch) -> scalar")
-        check(isinstance(self.T, int) and not isinstance(self.T, bool) and self.T >= 1,
-              f"T (the horizon) must be an integer >= 1, got {self.T!r}; pass e.g. T=10")
+        object.__setattr__(self, "T", as_int("T (the horizon)", self.T, 1, "; pass e.g. T=10"))
         opt = self.optimizer
         if isinstance(opt, torch.optim.Optimizer) or (isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer)):
             raise ConfigError(f"optimizer is torch.optim.{getattr(opt, '__name__', type(opt).__name__)}, which updates "
@@ -106,22 +108,74 @@ class BilevelProblem:
         return replace(self, **changes)
 
     def validate(self, alpha: Any) -> None:
-        """Check inputs once, before an estimator spends time: structure, scalar losses."""
-        check(isinstance(alpha, dict) and len(alpha) > 0,
-              f"alpha must be a non-empty dict of tensors, got {describe(alpha)}")
-        for leaf in tree_leaves(alpha):
-            check(isinstance(leaf, torch.Tensor) and leaf.is_floating_point(),
-                  f"every leaf of alpha must be a floating-point tensor; alpha is {describe(alpha)}")
+        """Check inputs once, before an estimator spends time: structure, dtypes, finite
+        values, scalar losses (a loss that fails on α is reported with α's keys and shapes)."""
+        check_alpha(alpha)
         # no side effects: no gradients, and module buffers are bound to copies
         with torch.no_grad(), _bound(self.buffers or {}):
-            w0 = self.w0(alpha)
+            w0 = _call("init", lambda: self.w0(alpha), alpha) if callable(self.init) else self.init
             check(isinstance(w0, dict) and all(isinstance(x, torch.Tensor) and x.is_floating_point()
                                                for x in tree_leaves(w0)),
                   f"init must give a dict of floating-point tensors, got {describe(w0)}")
             for name, fn, batch in (("inner_loss", self.inner_loss, self.batch(0)),
                                     ("outer_loss", self.outer_loss, self.outer_batch)):
-                value = fn(w0, alpha, batch)
+                value = _call(name, lambda: _evaluate_pure(name, fn, w0, alpha, batch), alpha, w0)
                 _check_scalar(name, value)
+
+
+def check_alpha(alpha: Any) -> None:
+    """α must be a non-empty dict whose leaves are finite floating-point tensors."""
+    check(isinstance(alpha, dict) and len(alpha) > 0,
+          f"alpha must be a non-empty dict of tensors, got {describe(alpha)}")
+    for path, leaf in pytree.tree_flatten_with_path(alpha)[0]:
+        key = "alpha" + pytree.keystr(path)
+        check(isinstance(leaf, torch.Tensor) and leaf.is_floating_point(),
+              f"every leaf of alpha must be a floating-point tensor, but {key} is "
+              f"{getattr(leaf, 'dtype', type(leaf).__name__)}; alpha is {describe(alpha)}. "
+              f"Pass e.g. torch.tensor(..., dtype=torch.float64) (an integer alpha would make "
+              f"finite-difference and gradient steps meaningless)")
+        bad = ~torch.isfinite(leaf.detach())
+        if bool(bad.any()):
+            raise ConfigError(f"{key} holds {int(bad.sum())} NaN/Inf value(s) (first at flat index "
+                              f"{int(bad.reshape(-1).nonzero()[0])}); give finite hyperparameters")
+
+
+def _call(name: str, fn: Callable[[], Any], alpha: Any, w0: Any = None) -> Any:
+    """Run a user function once; a lookup or shape error is re-raised with α's (and w_0's)
+    keys and shapes, which is what such an error is almost always about."""
+    try:
+        return fn()
+    except (KeyError, IndexError, RuntimeError, TypeError, ValueError) as exc:
+        if isinstance(exc, MetagradError):
+            raise
+        what = f"alpha is {describe(alpha)}" + ("" if w0 is None else f", w_0 is {describe(w0)}")
+        key = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+        missing = (f"; key {key!r} is not in alpha (its keys are {sorted(map(str, alpha))})"
+                   if isinstance(key, str) and key not in alpha else "")
+        raise ConfigError(f"{name} failed on the given alpha with {type(exc).__name__}: {exc}{missing}. "
+                          f"{what}: check that alpha has the keys and shapes {name} expects") from exc
+
+
+MUTATION_HINT = ("Use net = mg.from_module(model), call net(w, x) in the losses and pass "
+                 "init=net.params, buffers=net.buffers")
+
+
+def _evaluate_pure(name: str, fn, w0, alpha, batch):
+    """Evaluate a loss inside a ``torch.func`` transform (a JVP with a zero tangent), where an
+    in-place update of a captured tensor — an ``nn.Module`` called directly, whose BatchNorm
+    statistics would change — is refused *before* it happens: validation has no side effects."""
+    from torch.func import jvp
+    from ._tree import tree_zeros_like
+    try:
+        return jvp(lambda w: fn(w, alpha, batch), (w0,), (tree_zeros_like(w0),))[0]
+    except RuntimeError as e:
+        if "mutate" in str(e) and "captured" in str(e):
+            raise ConfigError(f"{name} updates a tensor in place (typically an nn.Module called "
+                              f"directly: BatchNorm updates its running statistics). "
+                              f"{MUTATION_HINT}") from e
+    except Exception:  # e.g. a non-tensor result: evaluate plainly for the precise message below
+        pass
+    return fn(w0, alpha, batch)
 
 
 def _check_scalar(name: str, value: Any) -> None:
@@ -149,21 +203,32 @@ class BlackBoxProblem:
         check(callable(self.outer_loss), "outer_loss must be a function (w, alpha, batch) -> scalar")
 
     def validate(self, alpha: Any) -> None:
-        check(isinstance(alpha, dict) and len(alpha) > 0,
-              f"alpha must be a non-empty dict of tensors, got {describe(alpha)}")
+        """α must be a non-empty dict of finite floating-point tensors (an integer α would make
+        every finite-difference step ``α + μv`` round to the same point)."""
+        check_alpha(alpha)
 
 
-def minibatches(data: Any, batch_size: int, *, seed: int = 0) -> Callable[[int], Any]:
+def minibatches(data: Any, batch_size: int, *, seed: int = 0,
+                drop_last: bool = False) -> Callable[[int], Any]:
     """A deterministic minibatch schedule ``t -> batch`` over a dict/tuple of tensors.
 
     Each epoch is a fresh permutation drawn from ``seed``; the same ``t`` always gives the
-    same batch, which every estimator needs (the unrolled loop is replayed).
+    same batch, which every estimator needs (the unrolled loop is replayed). Every example is
+    used once per epoch: when ``batch_size`` does not divide n, the epoch's last batch holds the
+    ``n mod batch_size`` remaining examples (as ``torch.utils.data.DataLoader`` does by
+    default). ``drop_last=True`` drops them instead, so that every batch has ``batch_size``
+    examples (then ``n mod batch_size`` random examples are unused in each epoch).
     """
     leaves = tree_leaves(data)
     check(len(leaves) > 0, "minibatches needs a dict or tuple of tensors")
-    n = leaves[0].shape[0]
-    check(1 <= batch_size <= n, f"batch_size must be in [1, {n}], got {batch_size}")
-    per_epoch = n // batch_size
+    n = leaves[0].shape[0] if leaves[0].dim() else 0
+    sizes = {tuple(x.shape[:1]) for x in leaves}
+    check(len(sizes) == 1, f"minibatches: every tensor needs the same number of examples (first "
+                           f"dimension); got {describe(data)}")
+    batch_size = as_int("batch_size", batch_size, 1)
+    seed = as_int("minibatches: seed", seed)
+    check(batch_size <= n, f"batch_size must be in [1, {n}] (the number of examples), got {batch_size}")
+    per_epoch = n // batch_size if drop_last else -(-n // batch_size)
     cache: dict[int, torch.Tensor] = {}
 
     def perm(epoch: int) -> torch.Tensor:
@@ -178,7 +243,7 @@ def minibatches(data: Any, batch_size: int, *, seed: int = 0) -> Callable[[int],
 
     def batch(t: int):
         epoch, k = divmod(t, per_epoch)
-        idx = perm(epoch)[k * batch_size:(k + 1) * batch_size].to(leaves[0].device)
+        idx = perm(epoch)[k * batch_size:min((k + 1) * batch_size, n)].to(leaves[0].device)
         from torch.utils._pytree import tree_map
         return tree_map(lambda x: x[idx], data)
     return batch

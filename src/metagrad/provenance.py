@@ -28,6 +28,7 @@ __all__ = ["code_hashes", "check", "page_summary", "banner_html", "fallback_bann
 
 #: Modules that only render results: a change there never makes a result stale.
 PRESENTATION = ("report", "stats", "claims", "tables", "style", "provenance", "scoreboard", "results",
+                "evidence", "divergence", "figures",
                 "bench", "cli")
 
 
@@ -85,9 +86,12 @@ LEGACY_TASKS = {"greedy_toy": ("toy",), "greedy_hypercleaning": ("hypercleaning"
 
 
 def _relevant(rel: str, tasks: tuple[str, ...] | None) -> bool:
+    """Is ``metagrad/...`` a file an experiment with these task modules depends on? Core files
+    always; under ``tasks/``, the module or package whose name starts with one of ``tasks``."""
     if tasks is None or not rel.startswith("metagrad/tasks/"):
         return True
-    return Path(rel).stem.startswith(tasks)
+    name = rel.split("/")[2].removesuffix(".py")  # tasks/<module>.py or tasks/<package>/...
+    return name.startswith(tasks)
 
 
 @functools.lru_cache(maxsize=None)

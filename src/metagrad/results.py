@@ -6,6 +6,7 @@ and wall time. A book table is a pure function of result files (:func:`load_resu
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -18,10 +19,9 @@ from typing import Any, Callable
 
 import torch
 
-from .provenance import code_hashes
-
+from .errors import CorruptFileError
 __all__ = ["config_hash", "provenance", "save_result", "load_result", "cached", "lookup",
-           "atomic_write_bytes", "repo_root"]
+           "atomic_write_bytes", "repo_root", "track_checkpoint"]
 
 
 def repo_root() -> Path:
@@ -78,28 +78,60 @@ def provenance(config: dict, *, wall_time_s: float | None = None, device: str | 
         "created_unix": round(time.time(), 3),
         "wall_time_s": wall_time_s,
         # the library modules loaded when the result was made (metagrad.provenance: staleness)
-        "code": code_hashes(),
+        "code": _code_hashes(),
     }
 
 
+def _code_hashes() -> dict:
+    from .provenance import code_hashes  # imported here: `python -m metagrad.provenance` stays clean
+    return code_hashes()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so an interrupted write never leaves half a file."""
+    """Write via a temporary file, ``fsync`` and rename (then ``fsync`` the folder), so that an
+    interrupted write, a crash or a power loss never leaves half a file: readers see the old
+    file or the new one. Concurrent writers each write their own temporary file; the last
+    rename wins and the file is always one writer's complete bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # disk full, read-only, ...
+            raise OSError(exc.errno, f"could not write {path} ({exc.strerror}); the previous "
+                                     f"version, if any, is unchanged", str(path)) from exc
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def save_result(path: str | Path, config: dict, result: Any, *, wall_time_s: float | None = None,
                 device: str | None = None) -> dict:
+    if not isinstance(config, dict):
+        from .errors import ConfigError
+        raise ConfigError(f"the configuration of result {path} must be a dict, got "
+                          f"{type(config).__name__}")
     payload = {"config": _canonical(config),
                "provenance": provenance(config, wall_time_s=wall_time_s, device=device),
                "result": _canonical(result)}
@@ -108,9 +140,41 @@ def save_result(path: str | Path, config: dict, result: Any, *, wall_time_s: flo
 
 
 def load_result(path: str | Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """Read a result file. A truncated, empty or garbage file raises
+    :class:`~metagrad.errors.CorruptFileError` naming it (delete it and rerun to recompute)."""
+    path = Path(path)
+    fix = "delete it and rerun to recompute it (finished results are cached in such files)"
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise CorruptFileError(path, "result file", "is a folder", "remove or rename it") from None
+    if not raw.strip():
+        raise CorruptFileError(path, "result file", "is empty (an interrupted write?)", fix)
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(path, "result file", f"is not valid JSON ({exc}; truncated or "
+                               f"overwritten?)", fix) from None
+    missing = ({"config", "provenance", "result"} - set(payload)
+               if isinstance(payload, dict) else None)
+    if missing is None or missing or not isinstance(payload["provenance"], dict):
+        raise CorruptFileError(path, "result file", "is JSON but not a metagrad result (it needs "
+                               "the keys config, provenance, result)", fix)
+    return payload
 
+
+# Checkpoints written while computing a cached result: removed once the result is saved.
+_CHECKPOINTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("metagrad_checkpoints",
+                                                                           default=None)
+
+
+def track_checkpoint(path: str | Path) -> None:
+    """Note that the computation now running under :func:`cached` wrote checkpoint ``path``:
+    it is deleted once that result is saved (a finished run needs no checkpoint, and a stale
+    one must not outlive its result). Outside :func:`cached` this does nothing."""
+    pending = _CHECKPOINTS.get()
+    if pending is not None and Path(path) not in pending:
+        pending.append(Path(path))
 
 
 #: Environment variable set by ``make book RECOMPUTE=<page>`` (scripts/build_book.py): a Unix
@@ -148,12 +212,23 @@ def cached(path: str | Path, config: dict, compute: Callable[[], Any], *, force:
            device: str | None = None) -> dict:
     """Load ``path`` if it holds a result for exactly ``config``; otherwise run ``compute()``,
     save it with provenance and return the payload. Finished results are never recomputed,
-    except with ``force=True`` or under ``make book RECOMPUTE=...`` (:data:`RECOMPUTE_ENV`)."""
+    except with ``force=True`` or under ``make book RECOMPUTE=...`` (:data:`RECOMPUTE_ENV`).
+    Outer-loop checkpoints written by ``compute`` are removed once the result is saved; if
+    ``compute`` fails they stay, and the next call resumes from them."""
     path = Path(path)
     if not force:
         payload = lookup(path, config)
         if payload is not None:
             return payload
     start = time.perf_counter()
-    result = compute()
-    return save_result(path, config, result, wall_time_s=time.perf_counter() - start, device=device)
+    token = _CHECKPOINTS.set([])
+    try:
+        result = compute()
+        written = _CHECKPOINTS.get()
+    finally:
+        _CHECKPOINTS.reset(token)
+    payload = save_result(path, config, result, wall_time_s=time.perf_counter() - start,
+                          device=device)
+    for ck in written:
+        ck.unlink(missing_ok=True)
+    return payload

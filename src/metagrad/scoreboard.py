@@ -51,17 +51,17 @@ class PageReport:
         return pd.DataFrame({"claim": v.claim, "source": v.source, "paper": v.paper, "ours": v.ours.fillna(""),
                              "effect": [_fmt(e) for e in v.effect], "95 % CI": ci,
                              "p (Holm)": [_fmt(p) for p in v.p_holm], "verdict": v.verdict,
-                             "detail": v.detail.fillna("")})
+                             "detail": v.detail.fillna("")}).set_index(pd.Index(v.id, name="id"))
 
     def diverged(self) -> pd.DataFrame:
         """The diverged runs: arm, seed, setting, criterion and the outer step it fired at."""
         r = self.runs
         if r.empty or "diverged" not in r:
-            return pd.DataFrame(columns=["arm", "seed", "reason", "at step"])
+            return pd.DataFrame(columns=["arm", "seed", "reason", "at step"]).set_index(["arm", "seed"])
         d = r[r.diverged.fillna(False).astype(bool)]
         keys = [k for k in ("dataset", "p_noise", "ipc", "shot", "way", "T", "equation") if k in d]
         return d[["arm", "seed", *keys, "diverged_reason", "diverged_at"]].rename(
-            columns={"diverged_reason": "reason", "diverged_at": "at step"}).reset_index(drop=True)
+            columns={"diverged_reason": "reason", "diverged_at": "at step"}).set_index(["arm", "seed"])
 
     def counts(self) -> pd.Series:
         return self.verdicts.verdict.value_counts().reindex(claims.VERDICTS, fill_value=0)
@@ -88,6 +88,8 @@ def page_report(page: str, folder: str | Path | None = None, *, scale: str = "bo
     runs = evidence.runs(page, folder, scale=scale)
     verdicts = claims.evaluate(page, runs, scale=scale, seeds=seeds, registry=reg)
     sens = claims.sensitivity_table(reg, runs, scale=scale, seeds=seeds) if not runs.empty else pd.DataFrame()
+    if not sens.empty:
+        sens = sens.set_index("id")
     return PageReport(page, reg, runs, verdicts, sens)
 
 

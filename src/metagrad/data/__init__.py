@@ -6,8 +6,8 @@ variable ``METAGRAD_DATA``, else ``~/.cache/metagrad/data``; one folder per data
 downloads and verifies them; nothing is downloaded at import time. The scikit-learn digits
 (:func:`load_digits`) need no files at all.
 """
-from .paths import (ENV_VAR, DEFAULT_ROOT, DataNotFoundError, ChecksumError, data_root,
-                    resolve_root, find_file)
+from .paths import (ENV_VAR, DEFAULT_ROOT, DataNotFoundError, ChecksumError, DataCorruptError,
+                    data_root, resolve_root, find_file)
 from .registry import Resource, RESOURCES, DATASETS, resources_for, file_digest, verify_file
 from .fetch import fetch, download
 from .splits import disjoint_split, split_classes, as_generator
@@ -19,8 +19,8 @@ from .pde import PDESolution, PDE_SPECS, Observations, load_pde, observation_gri
 
 __all__ = [
     # where data lives, errors
-    "ENV_VAR", "DEFAULT_ROOT", "DataNotFoundError", "ChecksumError", "data_root", "resolve_root",
-    "find_file",
+    "ENV_VAR", "DEFAULT_ROOT", "DataNotFoundError", "ChecksumError", "DataCorruptError", "data_root",
+    "resolve_root", "find_file",
     # fetching and verifying
     "Resource", "RESOURCES", "DATASETS", "resources_for", "file_digest", "verify_file", "fetch",
     "download",

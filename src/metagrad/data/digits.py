@@ -23,6 +23,8 @@ def load_digits(*, size: int = 8, device: torch.device | str | None = None,
     """
     from sklearn.datasets import load_digits as _sk_load_digits  # slow import: only when used
 
+    from .._validate import as_int
+    size = as_int("load_digits: size", size, 1, " (pixels per side; 8 is the native size)")
     bunch = _sk_load_digits()
     images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float64) / 16.0)
     images = images.to(dtype=dtype).unsqueeze(1)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .paths import find_file
+from .paths import DataCorruptError, find_file
 from .splits import disjoint_split
 
 __all__ = ["load_mnist", "read_idx", "disjoint_split", "MNIST_KINDS"]
@@ -33,23 +34,35 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (gzip-compressed or not, detected from its content) into a numpy array.
 
     The header is two zero bytes, a type code, the number of dimensions, then one big-endian
-    int32 per dimension; the data follow in C order.
+    int32 per dimension; the data follow in C order. A truncated or corrupt file raises
+    :class:`~metagrad.data.paths.DataCorruptError` naming it and the fetch command.
     """
     with open(path, "rb") as f:
         data = f.read()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:  # truncated stream, bad CRC, garbage
+            raise DataCorruptError(path, f"the gzip stream cannot be decompressed "
+                                         f"({type(exc).__name__}: {exc})", _dataset(path)) from None
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _DTYPES:
-        raise ValueError(f"{path} is not an IDX file (header {data[:4].hex()})")
+        raise DataCorruptError(path, f"not an IDX file (header {data[:4].hex() or 'empty'})",
+                               _dataset(path))
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[data[2]])
     offset = 4 + 4 * ndim
     expected = offset + dtype.itemsize * int(np.prod(shape))
     if len(data) != expected:
-        raise ValueError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the "
-                         f"file has {len(data)} bytes (truncated or corrupt)")
+        raise DataCorruptError(path, f"the IDX header says shape {shape} ({expected} bytes) but the "
+                                     f"file has {len(data)} bytes (truncated?)", _dataset(path))
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
+
+
+def _dataset(path) -> str:
+    """The ``metagrad fetch`` name for a file under ``<root>/<folder>/``."""
+    folder = Path(path).parent.name
+    return MNIST_KINDS.get(folder, folder)
 
 
 def _idx_path(root, folder: str, fetch_name: str, stem: str) -> Path:
@@ -72,10 +85,18 @@ def load_mnist(split: str = "test", root: str | os.PathLike | None = None, kind:
         raise ConfigError(f"load_mnist: kind={kind!r}; pass 'mnist' or 'fashion'")
     folder = MNIST_KINDS[kind]
     prefix = _PREFIX[split]
-    x = read_idx(_idx_path(root, folder, folder, f"{prefix}-images-idx3-ubyte"))
-    y = read_idx(_idx_path(root, folder, folder, f"{prefix}-labels-idx1-ubyte"))
-    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise ValueError(f"{folder} {split}: images {x.shape} and labels {y.shape} do not match")
+    x_path = _idx_path(root, folder, folder, f"{prefix}-images-idx3-ubyte")
+    y_path = _idx_path(root, folder, folder, f"{prefix}-labels-idx1-ubyte")
+    x, y = read_idx(x_path), read_idx(y_path)
+    if x.ndim != 3 or x.shape[1:] != (28, 28) or x.dtype != np.uint8:
+        raise DataCorruptError(x_path, f"expected N x 28 x 28 uint8 images, got {x.shape} {x.dtype}",
+                               folder)
+    if y.ndim != 1 or len(x) != len(y):
+        raise DataCorruptError(y_path, f"labels of shape {y.shape} do not match the {len(x)} images "
+                                       f"of {x_path.name}", folder)
+    if len(y) and (int(y.min()) < 0 or int(y.max()) > 9):
+        bad = int(np.flatnonzero((y < 0) | (y > 9))[0])
+        raise DataCorruptError(y_path, f"label {int(y[bad])} at index {bad} is outside 0..9", folder)
     images = torch.from_numpy(x.copy()).to(device=device, dtype=dtype).div_(255.0).unsqueeze(1)
     labels = torch.from_numpy(y.astype(np.int64)).to(device)
     return images, labels

@@ -24,20 +24,23 @@ The official 20-way one-shot runs (``all_runs.zip``) are read by :func:`load_one
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 
+from .._validate import as_int
 from ..errors import ConfigError
 from .episodes import Task, sample_task
-from .paths import find_file, resolve_root
+from .paths import DataCorruptError, find_file, resolve_root
 from .splits import split_classes
 
 __all__ = ["load_omniglot", "load_oneshot_runs", "OmniglotData", "OneShotRun", "OMNIGLOT_SETS",
@@ -96,13 +99,26 @@ def _characters(zf: zipfile.ZipFile) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in chars.items()}
 
 
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Turn a broken zip / PNG (or a missing member) into a DataCorruptError naming the zip."""
+    try:
+        yield
+    except DataCorruptError:
+        raise
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError) as exc:
+        raise DataCorruptError(path, f"{type(exc).__name__}: {exc}", "omniglot") from None
+
+
 @functools.lru_cache(maxsize=8)
 def _load_zips(paths: tuple[Path, ...], size: int, _stamp: tuple) -> tuple[np.ndarray, tuple]:
     """uint8 array C×20×size×size and names for a tuple of zips (cached per process; ``_stamp``
     holds the files' sizes and mtimes so that a changed file is reread)."""
     owner: dict[str, tuple[Path, list[str]]] = {}
     for path in paths:
-        with zipfile.ZipFile(path) as zf:
+        with _reading(path), zipfile.ZipFile(path) as zf:
             for name, members in _characters(zf).items():
                 owner.setdefault(name, (path, members))  # first zip wins: de-duplication
     names = sorted(owner)
@@ -111,10 +127,11 @@ def _load_zips(paths: tuple[Path, ...], size: int, _stamp: tuple) -> tuple[np.nd
     for c, name in enumerate(names):
         path, members = owner[name]
         if len(members) != DRAWERS:
-            raise ValueError(f"{path}: character {name} has {len(members)} drawings, not {DRAWERS}")
+            raise DataCorruptError(path, f"character {name} has {len(members)} drawings, not "
+                                         f"{DRAWERS}", "omniglot")
         by_zip.setdefault(path, []).append((c, members))
     for path, entries in by_zip.items():
-        with zipfile.ZipFile(path) as zf:
+        with _reading(path), zipfile.ZipFile(path) as zf:
             for c, members in entries:
                 for d, member in enumerate(members):
                     out[c, d] = _decode(zf.read(member), size)
@@ -147,7 +164,7 @@ def load_omniglot(which: str | Sequence[str] = "small", root: str | os.PathLike 
     zips = _zip_names(which, base / "omniglot")
     paths = tuple(find_file(root, "omniglot", z, dataset="omniglot").resolve() for z in zips)
     stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
-    arr, names = _load_zips(paths, int(size), stamp)
+    arr, names = _load_zips(paths, as_int("load_omniglot: size", size, 1, " (pixels per side)"), stamp)
     images = torch.from_numpy(arr.copy()).unsqueeze(2).to(device=device, dtype=dtype).div_(255.0)
     return OmniglotData(images, list(names))
 
@@ -168,7 +185,7 @@ def load_oneshot_runs(root: str | os.PathLike | None = None, *, size: int = 28,
     """
     path = find_file(root, "omniglot", "all_runs.zip", dataset="omniglot")
     runs = []
-    with zipfile.ZipFile(path) as zf:
+    with _reading(path), zipfile.ZipFile(path) as zf:
         run_dirs = sorted({m.split("/")[0] for m in zf.namelist() if m.startswith("run")})
         for run in run_dirs:
             support = np.stack([_decode(zf.read(f"{run}/training/class{i:02d}.png"), size)
@@ -181,11 +198,17 @@ def load_oneshot_runs(root: str | os.PathLike | None = None, *, size: int = 28,
                     continue
                 m = _LABEL_LINE.match(line)
                 if m is None:
-                    raise ValueError(f"{path}: cannot parse line {line!r} of "
-                                     f"{run}/class_labels.txt")
-                labels[int(m.group(2)) - 1] = int(m.group(4)) - 1
+                    raise DataCorruptError(path, f"cannot parse line {line!r} of "
+                                                 f"{run}/class_labels.txt", "omniglot")
+                item, cls = int(m.group(2)), int(m.group(4))
+                if not (1 <= item <= 20 and 1 <= cls <= 20):
+                    raise DataCorruptError(path, f"{run}/class_labels.txt line {line.strip()!r} "
+                                                 f"names item {item} / class {cls} outside 1..20",
+                                           "omniglot")
+                labels[item - 1] = cls - 1
             if (labels < 0).any():
-                raise ValueError(f"{path}: {run}/class_labels.txt does not label every test image")
+                raise DataCorruptError(path, f"{run}/class_labels.txt does not label every test "
+                                             f"image", "omniglot")
 
             def to_tensor(a: np.ndarray) -> torch.Tensor:
                 return torch.from_numpy(a).unsqueeze(1).to(device=device, dtype=dtype).div_(255.0)

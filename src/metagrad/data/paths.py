@@ -20,8 +20,8 @@ from typing import Iterable
 from ..errors import MetagradError
 
 __all__ = [
-    "ENV_VAR", "DEFAULT_ROOT", "DataNotFoundError", "ChecksumError", "data_root", "resolve_root",
-    "find_file", "fetch_command",
+    "ENV_VAR", "DEFAULT_ROOT", "DataNotFoundError", "ChecksumError", "DataCorruptError",
+    "data_root", "resolve_root", "find_file", "fetch_command",
 ]
 
 #: Environment variable naming the data root.
@@ -47,6 +47,20 @@ class ChecksumError(MetagradError, ValueError):
             f"again.")
 
 
+class DataCorruptError(MetagradError, ValueError):
+    """A data file is present but unreadable or inconsistent (truncated gzip, broken zip, a label
+    out of range). The message names the file and the ``metagrad fetch ... --force`` command."""
+
+    def __init__(self, path: str | os.PathLike, problem: str, dataset: str | None = None):
+        self.path = Path(path)
+        dataset = dataset or self.path.parent.name
+        root = self.path.parent.parent
+        super().__init__(
+            f"{self.path} is corrupt: {problem}. Download it again with\n"
+            f"    {fetch_command(dataset, root, force=True)}\n"
+            f"(or delete it and fetch without --force).")
+
+
 def resolve_root(root: str | os.PathLike | None = None) -> tuple[Path, str]:
     """Return the data root and a few words saying where it came from (for error messages)."""
     if root is not None:
@@ -63,9 +77,10 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return resolve_root(root)[0]
 
 
-def fetch_command(dataset: str, root: Path) -> str:
+def fetch_command(dataset: str, root: Path, *, force: bool = False) -> str:
     """The shell command that downloads ``dataset`` into the data root ``root``."""
-    return f"metagrad fetch {dataset} --root {shlex.quote(str(root))}"
+    return (f"metagrad fetch {dataset} --root {shlex.quote(str(root))}"
+            + (" --force" if force else ""))
 
 
 def find_file(root: str | os.PathLike | None, folder: str, names: str | Iterable[str],

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .paths import find_file
+from .paths import DataCorruptError, find_file
 
 __all__ = ["PDESolution", "PDE_SPECS", "load_pde", "observation_grid", "Observations"]
 
@@ -70,12 +70,21 @@ def load_pde(name: str, root: str | os.PathLike | None = None, *,
     fname, kx, kt, ku, nu, eq, ic, bc = PDE_SPECS[key]
     from scipy.io import loadmat  # heavy import, only when used
 
-    mat = loadmat(find_file(root, "pde", fname, dataset="pde"))
-    x = np.asarray(mat[kx], dtype=np.float64).ravel()
-    t = np.asarray(mat[kt], dtype=np.float64).ravel()
-    u = np.real(np.asarray(mat[ku])).astype(np.float64)
+    path = find_file(root, "pde", fname, dataset="pde")
+    try:
+        mat = loadmat(path)
+        x = np.asarray(mat[kx], dtype=np.float64).ravel()
+        t = np.asarray(mat[kt], dtype=np.float64).ravel()
+        u = np.real(np.asarray(mat[ku])).astype(np.float64)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # scipy raises ValueError, TypeError, OSError, zlib errors, ...
+        raise DataCorruptError(path, f"cannot read the MATLAB file ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]})", "pde") from None
     if u.shape != (len(x), len(t)):
-        raise ValueError(f"{fname}: u has shape {u.shape}, expected ({len(x)}, {len(t)})")
+        raise DataCorruptError(path, f"u has shape {u.shape}, expected ({len(x)}, {len(t)})", "pde")
+    if not (np.isfinite(u).all() and np.isfinite(x).all() and np.isfinite(t).all()):
+        raise DataCorruptError(path, "it holds NaN/Inf values", "pde")
 
     def tt(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(device=device, dtype=dtype)

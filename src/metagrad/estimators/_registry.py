@@ -9,9 +9,10 @@ import torch
 
 from .._tree import same_structure, tree_leaves, describe, tree_map, tree_detach
 from ..cost import Cost, measure
-from ..errors import ConfigError, MetagradError
+from ..errors import ConfigError, MetagradError, check
 from ..problem import BilevelProblem, BlackBoxProblem
 from .. import unroll
+from ._checks import GUARDS, normalise_options
 from .semantics import warn_structural_zeros
 
 __all__ = ["Result", "register", "available_methods", "hypergrad"]
@@ -58,8 +59,18 @@ def options_of(method: str) -> dict[str, Any]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def check_options(method: str, options: dict) -> None:
+    """Raise :class:`ConfigError` for an unknown method or an option ``method`` does not have."""
+    known = options_of(method)
+    check(isinstance(options, dict), f"options of {method!r} must be a dict, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"method {method!r} has no option(s) {unknown}; its options are "
+                          f"{known or 'none'}")
+
+
 def _lookup(method: str):
-    if method not in _REGISTRY:
+    if not isinstance(method, str) or method not in _REGISTRY:
         raise ConfigError(f"unknown method {method!r}; available: {', '.join(available_methods())}")
     return _REGISTRY[method]
 
@@ -79,15 +90,15 @@ def hypergrad(problem: BilevelProblem | BlackBoxProblem, alpha: dict, method: st
     """
     fn, black_box = _lookup(method)
     known = options_of(method)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ConfigError(f"method {method!r} has no option(s) {unknown}; its options are "
-                          f"{known or 'none'}")
+    check_options(method, options)
+    options = normalise_options(options, known)
     if isinstance(problem, BlackBoxProblem) and not black_box:
         raise ConfigError(f"method {method!r} needs a differentiable BilevelProblem; for a black-box "
                           f"solver use one of {available_methods(black_box=True)}")
     if validate:
         problem.validate(alpha)
+    if method in GUARDS:
+        GUARDS[method](problem, alpha, options)
     warn_structural_zeros(problem, alpha, method, options)
     cost = Cost()
     device = tree_leaves(alpha)[0].device

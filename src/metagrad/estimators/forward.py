@@ -23,6 +23,7 @@ from ..errors import check, ConfigError, MemoryBudgetError
 from ..problem import BilevelProblem
 from .. import unroll, distributed
 from ._registry import register
+from ._checks import leaves_like
 
 __all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives"]
 
@@ -109,7 +110,7 @@ def _directions_from(alpha, directions, b, seed, distribution, rank, world):
     if isinstance(directions, dict):  # a tree like alpha with a leading batch dimension
         try:
             directions = torch.cat([d.reshape(d.shape[0], -1) for d in
-                                    (directions[k] for k in alpha)], dim=1)
+                                    leaves_like(alpha, directions)], dim=1)  # nested α too
         except (KeyError, AttributeError, RuntimeError, IndexError):
             raise ConfigError(f"alpha and directions structure mismatch: alpha is {describe(alpha)}, "
                               f"directions is {describe(directions)}; pass a [b, N={n}] tensor or a "

@@ -23,6 +23,7 @@ method             ``K``
 ``mg.implicit``    as ``cg`` / ``neumann`` above, at a solution from any solver
 ``rmd``            no K; ``checkpoint=k`` is the number of steps per recomputed segment
 ``fg2u``           no K; ``b`` is the number of random directions
+``greedy``         no K; ``gamma`` weights step t's term by :math:`\gamma^{T-t}`
 =================  ==========================================================================
 """
 from __future__ import annotations

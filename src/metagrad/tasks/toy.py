@@ -279,7 +279,7 @@ def cosine_prefix_table(result: "ToyResult", ks=(5, 10, 20)) -> pd.DataFrame:
         row["common steps k"] = k_common
         row["first k (common)"] = round(float(np.nanmean(cos[:k_common])), 3) if k_common else math.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index(["T", "method"])
 
 
 def summary_table(result: ToyResult) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import pandas as pd
 from ...errors import check
 from ...loops import OuterConfig, outer_loop
 from ...report import best_by, mean_ci
-from ...results import cached, lookup, repo_root
+from ...results import cached, config_hash, lookup, repo_root
 
 from .setup import FewShotConfig, FewShotData, METHODS, PAPER_10SHOT, PAPER_1SHOT, _LABELS, load_data
 from .model import episode_accuracy, held_out_episodes, init_params, make_problem, oneshot_accuracy, stack_tasks, training_tasks
@@ -142,7 +142,7 @@ def run(cfg: FewShotConfig, *, progress: bool = False, force: bool = False) -> F
                                                                     data_name, oneshot):
         payload = cached(out_dir / f"{name}.json", run_cfg, force=force, compute=lambda: train(
             cfg, data, shot, way, method, seed, gamma=gamma,
-            checkpoint=ck_dir / f"{name}.pt", progress=progress))
+            checkpoint=ck_dir / f"{name}_{config_hash(run_cfg)}.pt", progress=progress))  # removed once saved
         r = payload["result"]
         rows.append({"shot": shot, "way": way, "method": method, "gamma": gamma, "seed": seed,
                      "label": _label(cfg, method, gamma), **r,

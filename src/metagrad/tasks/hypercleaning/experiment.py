@@ -11,7 +11,7 @@ import pandas as pd
 
 from ...loops import OuterConfig, outer_loop
 from ...report import best_by
-from ...results import cached, lookup, repo_root
+from ...results import cached, config_hash, lookup, repo_root
 from ..toy import resolve_device
 
 from .setup import HyperCleaningConfig, Instance, build, evaluate, load_dataset, outer_loss
@@ -127,10 +127,11 @@ def run(cfg: HyperCleaningConfig, *, progress: bool = False, force: bool = False
                             if dataset not in data:
                                 data[dataset] = load_dataset(dataset, cfg.data_root)
                             inst = build(cfg, dataset, p, seed, data=data[dataset], device=device)
-                            return train(cfg, inst, method, seed, gamma=gamma, checkpoint=ck_dir / f"{name}.pt",
+                            # named by config hash; cached() deletes it once the result is saved
+                            return train(cfg, inst, method, seed, gamma=gamma,
+                                         checkpoint=ck_dir / f"{name}_{config_hash(run_cfg)}.pt",
                                          progress=progress, run_config=run_cfg)
                         payload = cached(out_dir / f"{name}.json", run_cfg, compute, force=force, device=str(device))
-                        (ck_dir / f"{name}.pt").unlink(missing_ok=True)
                         r = payload["result"]
                         key = dict(dataset=dataset, p_noise=p, method=method, gamma=gamma, seed=seed,
                                    label=label(cfg, method, gamma))
