@@ -273,6 +273,36 @@ def f4_two_concurrent_writers(tmp):
     assert sorted(p.name for p in tmp.iterdir()) == ["r.json"]
 
 
+def _write_forever(path: str):
+    i = 0
+    while True:
+        _writer(path, 7, 1)
+        i += 1
+
+
+@fault
+def f4_kill9_mid_write(tmp):
+    """kill -9 a process that keeps rewriting a result file: the file is still one complete
+    write, and the next write removes the dead writer's temporary file."""
+    import multiprocessing as mp
+    path = tmp / "r.json"
+    _writer(str(path), 0, 1)
+    child = mp.get_context("fork").Process(target=_write_forever, args=(str(path),))
+    child.start()
+    deadline = time.monotonic() + 60
+    while results.load_result(path)["result"]["writer"] != 7:  # it has written at least once
+        assert time.monotonic() < deadline and child.is_alive()
+        time.sleep(0.01)
+    time.sleep(0.2)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    r = results.load_result(path)["result"]
+    assert r["writer"] == 7 and len(r["pad"]) == 20_000
+    (tmp / f".r.json.{child.pid}.zz.tmp").write_bytes(b'{"half": ')  # as if killed mid-write
+    _writer(str(path), 8, 1)
+    assert sorted(p.name for p in tmp.iterdir()) == ["r.json"]  # no temporary file left
+
+
 # ============================================================ 5: data verified on read
 def _idx_bytes(arr: np.ndarray) -> bytes:
     code = {np.uint8: 0x08}[arr.dtype.type]
@@ -411,8 +441,9 @@ def b6_outer_config_values(tmp):
 
 # ============================================================ 7: fetch
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """``/slow/...``: 1 byte every 0.1 s of a 10 MB body; ``/short/...``: promises 100 000 bytes,
-    sends 1 000 and closes; anything else: 500."""
+    """``/slow/...``: 1 byte every 0.1 s of a 10 MB body; ``/drip-headers/...``: the status line
+    and headers 1 byte every 0.1 s, never ending; ``/short/...``: promises 100 000 bytes, sends
+    1 000 and closes; anything else: 500."""
 
     def log_message(self, *args):
         pass
@@ -425,6 +456,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 for _ in range(10_000):
                     self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            elif self.path.startswith("/drip-headers"):  # status line and headers, 1 byte / 0.1 s
+                for ch in b"HTTP/1.0 200 OK\r\nX-Slow: " + b"z" * 10_000:
+                    self.wfile.write(bytes([ch]))
                     self.wfile.flush()
                     time.sleep(0.1)
             elif self.path.startswith("/short"):
@@ -467,6 +503,18 @@ def f7_trickling_server_hits_the_overall_deadline(tmp):
 
 
 @fault
+def f7_trickled_headers_hit_the_overall_deadline(tmp):
+    with server() as url:
+        start = time.monotonic()
+        refused(md.DataNotFoundError, r"blob\.bin.*fetch deadline passed while waiting for .* to answer",
+                md.download, _res(url + "/drip-headers/blob.bin"), tmp, progress=False, quiet=True,
+                timeout=5, deadline=1.5)
+        took = time.monotonic() - start
+    assert took < 5, f"took {took:.1f} s for a 1.5 s deadline"
+    assert not list((tmp / "toy").iterdir())
+
+
+@fault
 def f7_connection_dropped_mid_body(tmp):
     with server() as url:
         refused(md.DataNotFoundError, r"connection closed after 1,000 of 100,000 bytes", md.download,
@@ -497,22 +545,29 @@ def f7_interrupt_removes_part_and_stale_parts_are_cleared(tmp):
     assert not list(folder.iterdir())
 
 
+def _fetch_child(root: str, mirror: str):
+    """A forked child: ``metagrad fetch pde`` from ``mirror``; exits with the CLI's status."""
+    sys.path.insert(0, str(HERE))
+    import _fault_worker as w
+    os._exit(w.fetch(root, mirror))
+
+
 @fault
 def f7_sigterm_during_fetch_removes_part(tmp):
+    import multiprocessing as mp
     root = tmp / "data"
     with server() as url:
-        child = subprocess.Popen([sys.executable, str(HERE / "_fault_worker.py"), "fetch", str(root),
-                                  url + "/slow"], stderr=subprocess.PIPE, text=True,
-                                 env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-        deadline = time.monotonic() + 240  # generous: a loaded machine imports torch slowly
+        child = mp.get_context("fork").Process(target=_fetch_child, args=(str(root), url + "/slow"))
+        child.start()
+        deadline = time.monotonic() + 120
         while not ((root / "pde").is_dir() and list((root / "pde").glob(".*.part"))):
-            if time.monotonic() > deadline or child.poll() is not None:
+            if time.monotonic() > deadline or not child.is_alive():
                 child.kill()
-                raise AssertionError(f"the fetch never started: {child.communicate()[1]}")
-            time.sleep(0.05)
-        child.send_signal(signal.SIGTERM)
-        err = child.communicate(timeout=120)[1]
-    assert child.returncode == 130 and "interrupted" in err, (child.returncode, err)
+                raise AssertionError(f"the fetch never started (exit {child.exitcode})")
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGTERM)
+        child.join(60)
+    assert child.exitcode == 130, child.exitcode  # 'interrupted', not killed by the signal
     assert not list((root / "pde").iterdir())
 
 
@@ -536,22 +591,33 @@ def b7_fetch_bad_deadline(tmp):
 
 
 # ============================================================ kill -9 mid-run, resume
+def _outer_child(ck: str, flag: str):
+    sys.path.insert(0, str(HERE))
+    import _fault_worker as w
+    w.run_outer(Path(ck), Path(flag))
+    os._exit(0)
+
+
 @fault
 def f0_kill9_mid_run_then_resume_bit_identical(tmp):
+    """A forked child runs the outer loop (fg2u, global-RNG batches, a checkpoint every 2 steps)
+    and is killed with SIGKILL during step 6; the resumed run equals an uninterrupted one bit
+    for bit (α and every record but the wall time)."""
+    import multiprocessing as mp
     sys.path.insert(0, str(HERE))
     import _fault_worker as w
     ck, flag = tmp / "run.pt", tmp / "hanging"
-    child = subprocess.Popen([sys.executable, str(HERE / "_fault_worker.py"), "outer", str(ck), str(flag)],
-                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-    deadline = time.monotonic() + 240  # generous: a loaded machine imports torch slowly
+    child = mp.get_context("fork").Process(target=_outer_child, args=(str(ck), str(flag)))
+    child.start()
+    deadline = time.monotonic() + 120
     while not flag.exists():
-        if time.monotonic() > deadline or child.poll() is not None:
+        if time.monotonic() > deadline or not child.is_alive():
             child.kill()
-            raise AssertionError(f"the child never reached step {w.HANG_AT} (exit {child.poll()})")
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait(30)
-    assert child.returncode == -signal.SIGKILL
+            raise AssertionError(f"the child never reached step {w.HANG_AT} (exit {child.exitcode})")
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    assert child.exitcode == -signal.SIGKILL
     assert torch.load(ck, weights_only=True)["step"] == w.HANG_AT - w.HANG_AT % w.CHECKPOINT_EVERY
     resumed = w.run_outer(ck)
     full = w.run_outer(None)

@@ -1,8 +1,9 @@
-"""Code the fault-injection tests run in a child process (to kill it) and in the test itself.
+"""Code the fault-injection tests run in a forked child process (to kill it) and in the test.
 
-``python tests/_fault_worker.py outer CHECKPOINT FLAG`` runs :func:`run_outer` and, at outer step
-:data:`HANG_AT`, writes FLAG and sleeps: the test then sends SIGKILL and resumes in-process.
-``python tests/_fault_worker.py fetch ROOT URL`` runs ``metagrad fetch pde`` from a mirror.
+:func:`run_outer` with a FLAG path writes FLAG at outer step :data:`HANG_AT` and sleeps: the test
+then sends SIGKILL and resumes in-process. :func:`fetch` runs ``metagrad fetch pde`` from a
+mirror. The same from a shell: ``python tests/_fault_worker.py outer CHECKPOINT FLAG`` or
+``python tests/_fault_worker.py fetch ROOT URL``.
 """
 from __future__ import annotations
 
@@ -45,12 +46,16 @@ def run_outer(checkpoint: Path | None, flag: Path | None = None, method: str = "
     return outer_loop(problem_at, alpha0, cfg, checkpoint=checkpoint, progress=False)
 
 
+def fetch(root: str, mirror: str) -> int:
+    from metagrad.cli import main
+    return main(["fetch", "pde", "--root", root, "--mirror", mirror, "--quiet"])
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "outer":
         run_outer(Path(sys.argv[2]), Path(sys.argv[3]))
     elif sys.argv[1] == "fetch":
-        from metagrad.cli import main
-        sys.exit(main(["fetch", "pde", "--root", sys.argv[2], "--mirror", sys.argv[3], "--quiet"]))
+        sys.exit(fetch(sys.argv[2], sys.argv[3]))
     else:
         raise SystemExit(f"unknown mode {sys.argv[1]!r}")
     os._exit(0)

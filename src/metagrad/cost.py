@@ -46,7 +46,14 @@ class Cost:
 
 
 class LiveTensorTracker(TorchDispatchMode):
-    """Peak bytes of tensor storages allocated inside the context and alive at once."""
+    """Peak bytes of tensor storages allocated inside the context and alive at once.
+
+    Only storages an operation *creates* count: an output that shares its storage with one of
+    the operation's inputs (``detach()``, views, in-place and ``out=`` operations) allocated
+    nothing and is skipped, so a view of a tensor that existed before the context costs 0.
+    What it cannot see: allocations inside a kernel that do not outlive it (workspaces) and
+    the scalar tensors Python numbers are wrapped in — a few bytes
+    (``tests/test_cost.py`` checks it against the profiler's allocator events)."""
 
     def __init__(self):
         super().__init__()
@@ -54,14 +61,19 @@ class LiveTensorTracker(TorchDispatchMode):
         self.current = 0
         self.peak = 0
 
-    def _track(self, t) -> None:
+    @staticmethod
+    def _storage(t):
+        """``(storage, data_ptr)``, or None for non-tensors and functorch wrappers (no storage)."""
         if not isinstance(t, torch.Tensor):
-            return
+            return None
         try:
             storage = t.untyped_storage()
-            key, nbytes = storage.data_ptr(), storage.nbytes()
-        except RuntimeError:  # functorch wrapper tensors have no real storage
-            return
+            return storage, storage.data_ptr()
+        except (RuntimeError, NotImplementedError):
+            return None
+
+    def _track(self, storage, key: int) -> None:
+        nbytes = storage.nbytes()
         if nbytes == 0 or key in self._live:
             return
         self._live[key] = nbytes
@@ -73,9 +85,13 @@ class LiveTensorTracker(TorchDispatchMode):
         self.current -= self._live.pop(key, 0)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = {s[1] for s in map(self._storage, tree_leaves((args, kwargs))) if s is not None}
         for t in tree_leaves(out):
-            self._track(t)
+            s = self._storage(t)
+            if s is not None and s[1] not in inputs:
+                self._track(*s)
         return out
 
 

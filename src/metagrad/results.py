@@ -94,7 +94,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     rename wins and the file is always one writer's complete bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_tmp(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -110,6 +111,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
                                      f"version, if any, is unchanged", str(path)) from exc
         raise
     _fsync_dir(path.parent)
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Remove temporary files of ``path`` left by writers killed mid-write (their pid is gone);
+    a live writer's temporary file is never touched."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            os.kill(int(tmp.name[len(path.name) + 2:].split(".")[0]), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, OSError):
+            pass  # not our naming, or another user's live process
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -110,13 +110,13 @@ def _theory_rows(scale: str) -> list[dict]:
     for page, paper in THEORY_PAGES.items():
         path = repo_root() / "results" / page / scale / "checks.json"
         if not path.is_file():
-            rows.append({"paper": paper, "page": page, "id": page, "source": "theory",
+            rows.append({"paper": paper, "registry": page, "page": page, "id": page, "source": "theory",
                          "claim": page.replace("_", " "), "verdict": "not run", "ours": "",
                          "detail": f"no {path.relative_to(repo_root())}"})
             continue
         for i, r in enumerate(json.loads(path.read_text())["result"]):
             text = r.get("claim") or r.get("check") or r.get("statement") or next(iter(r.values()))
-            rows.append({"paper": paper, "page": page, "id": f"{page}#{i}", "source": "theory",
+            rows.append({"paper": paper, "registry": page, "page": page, "id": f"{page}#{i}", "source": "theory",
                          "claim": str(text), "ours": str(r.get("measured", "")),
                          "verdict": "reproduced" if r.get("holds") else "contradicted", "detail": ""})
     return rows
@@ -131,7 +131,7 @@ def scoreboard(scale: str = "book") -> pd.DataFrame:
         paper = rep.registry.get("paper", "")
         for _, v in rep.verdicts.iterrows():
             link = evidence.SOURCES.get(page, page) if page in evidence.ADAPTERS else ""
-            rows.append({"paper": paper, "page": link,
+            rows.append({"paper": paper, "registry": page, "page": link,
                          "id": v.id, "source": v.source, "claim": v.claim, "paper_says": v.paper,
                          "ours": v.ours if isinstance(v.ours, str) else "", "verdict": v.verdict,
                          "detail": v.detail if isinstance(v.detail, str) else ""})
@@ -160,8 +160,9 @@ def board_markdown(board: pd.DataFrame) -> str:
 
 
 def counts(board: pd.DataFrame) -> pd.DataFrame:
-    """Verdict counts per page (rows) and verdict (columns)."""
-    t = board.groupby(["page", "verdict"]).size().unstack(fill_value=0)
+    """Verdict counts per registry page (rows) and verdict (columns), with a total row."""
+    t = board.groupby(["registry", "verdict"]).size().unstack(fill_value=0)
+    t.loc["total"] = t.sum()
     return t.reindex(columns=list(claims.VERDICTS), fill_value=0)
 
 
@@ -175,9 +176,9 @@ def readme_markdown(scale: str = "book") -> str:
              "registered smallest effect of interest (`claims/README.md`).", "",
              "| paper | page | " + " | ".join(claims.VERDICTS) + " |",
              "|---|---|" + "---|" * len(claims.VERDICTS)]
-    for (paper, page), g in board.groupby(["paper", "page"], sort=True):
+    for (paper, page), g in board.groupby(["paper", "registry"], sort=True):
         c = g.verdict.value_counts()
-        lines.append(f"| {paper} | {page or '(not run here)'} | "
+        lines.append(f"| {paper} | {page} | "
                      + " | ".join(str(int(c.get(v, 0))) for v in claims.VERDICTS) + " |")
     lines += ["", "Reproduced:", ""]
     lines += [f"* {r.claim} ({r.page or r.paper}; {r.source})" for r in board.itertuples()

@@ -21,10 +21,10 @@ def load_digits(*, size: int = 8, device: torch.device | str | None = None,
     are resized with bilinear interpolation (``align_corners=False``, values stay in [0, 1]).
     N = 1 797, in scikit-learn's order.
     """
-    from sklearn.datasets import load_digits as _sk_load_digits  # slow import: only when used
-
     from .._validate import as_int
     size = as_int("load_digits: size", size, 1, " (pixels per side; 8 is the native size)")
+    from sklearn.datasets import load_digits as _sk_load_digits  # slow import: only when used
+
     bunch = _sk_load_digits()
     images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float64) / 16.0)
     images = images.to(dtype=dtype).unsqueeze(1)

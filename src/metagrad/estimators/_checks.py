@@ -65,29 +65,35 @@ def _fg2u_guard(problem, alpha, options: dict, *, tangents: bool, method: str) -
     b_rank = -(-b // world)
     n = tree_numel(alpha)
     leaf = tree_leaves(alpha)[0]
-    # sampled on the CPU as int64 / float64 (two b×n temporaries), then a copy in α's dtype
-    per_direction = 16 * n + leaf.element_size() * n
-    p, chunk = 0, b_rank
+    elem = leaf.element_size()
+    p, chunk, given = 0, b_rank, options.get("chunk")
     if tangents:
         with torch.no_grad():
             p = tree_numel(unroll.initial_state(problem, tree_detach(alpha)))
-        c = options.get("chunk")
-        chunk = min(c, b_rank) if isinstance(c, int) and c >= 1 else b_rank
-    # tangents of the state and of the inner gradient, plus a transient copy: ~3 × chunk × P
-    need = b_rank * per_direction + 3 * chunk * p * leaf.element_size()
-    have = available_bytes(leaf.device)
-    if need <= have:
+        chunk = min(given, b_rank) if isinstance(given, int) and given >= 1 else b_rank
+    # (fixed bytes, bytes per direction) per device: directions are sampled on the CPU as
+    # int64 / float64 (two b×n temporaries), then copied to α's device in its dtype, where the
+    # tangents of the state and of the inner gradient (plus a transient copy) take ~3·chunk·P
+    tangent_fixed = 3 * chunk * p * elem if given else 0
+    tangent_per_b = 0 if given else 3 * p * elem
+    cpu = torch.device("cpu")
+    needs = {cpu: [0, 16 * n]}
+    dev = needs.setdefault(leaf.device, [0, 0])
+    dev[0] += tangent_fixed
+    dev[1] += elem * n + tangent_per_b
+    short = [(d, f + b_rank * per, available_bytes(d), f, per) for d, (f, per) in needs.items()
+             if f + b_rank * per > available_bytes(d)]
+    if not short:
         return
-    fixed = 3 * chunk * p * leaf.element_size() if options.get("chunk") else 0
-    per_b = per_direction + (0 if options.get("chunk") else 3 * p * leaf.element_size())
-    fits = max(0, (have - fixed) // per_b) * world
+    d, need, have, _, _ = short[0]
+    fits = min(max(0, (h - f) // per) for _, _, h, f, per in short) * world
     hint = (f"Pass b <= {fits:,}" if fits >= 1 else "No b fits")
-    if tangents and not options.get("chunk"):
+    if tangents and not given:
         hint += " (or chunk=k to push only k directions through the loop at once)"
     raise MemoryBudgetError(
         f"{method} with b={b:,} would hold a {b_rank:,} x {n:,} direction matrix (b x N "
         f"hyperparameters)" + (f" and {chunk:,} x {p:,} tangents" if tangents else "")
-        + f", needing about {_human(need)}; {_human(have)} is free on {leaf.device}. {hint}; "
+        + f", needing about {_human(need)}; {_human(have)} is free on {d}. {hint}; "
         f"average several smaller-b estimates if you need more directions.")
 
 

@@ -25,7 +25,7 @@ from .. import unroll, distributed
 from ._registry import register
 from ._checks import leaves_like
 
-__all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives"]
+__all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives", "chunk_for_budget"]
 
 DISTRIBUTIONS = ("rademacher", "gaussian", "coordinate")
 
@@ -56,48 +56,75 @@ def fg2u_directions(alpha: dict, b: int, *, seed: int, rank: int = 0, world_size
     return v.to(device=leaf.device, dtype=leaf.dtype)
 
 
-def _full_objective(problem: BilevelProblem, alpha):
-    """``F(α)`` with the inner losses as aux: the whole unroll as one pure function."""
+def _full_objective(problem: BilevelProblem, alpha, with_state: bool = False):
+    """``F(α)`` with the inner losses (and the state at T) as aux: the whole unroll as one
+    pure function."""
     state = unroll.initial_state(problem, alpha)
     state, losses = unroll.run_taped(problem, alpha, state, 0, problem.T)
-    return problem.outer_loss(state[0], alpha, problem.outer_batch), losses
+    out = problem.outer_loss(state[0], alpha, problem.outer_batch)
+    return (out, (losses, state)) if with_state else (out, losses)
 
 
 def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tensor, cost, *,
-                            chunk: int | None = None, vectorize: bool = True):
+                            chunk: int | None = None, vectorize: bool = True, compile: bool = False,
+                            keep: dict | None = None):
     """``(F(α), [∇F·v_i]_i)`` for the rows ``v_i`` of ``V`` by forward-mode unrolling.
 
     ``chunk`` rows are pushed through the loop at once with ``torch.func.vmap`` (memory grows
-    with ``chunk·P``, not with T); ``vectorize=False`` loops over rows in Python instead."""
+    with ``chunk·P``, not with T); ``vectorize=False`` loops over rows in Python instead.
+    ``keep``: a dict that receives the inner state at T under ``"state"`` (for ``Result.w_T``)."""
     alpha = tree_detach(alpha)
     b = V.shape[0]
     check(chunk is None or (isinstance(chunk, int) and chunk >= 1),
           f"chunk must be an integer >= 1, got {chunk!r}")
     if b == 0:  # an empty shard (fewer directions than processes): only F(α) is needed
-        w = unroll.run(problem, alpha, cost=cost)[0]
+        state = unroll.run(problem, alpha, cost=cost)
+        if keep is not None:
+            keep["state"] = state
         with torch.no_grad():
-            return problem.outer_loss(w, alpha, problem.outer_batch), V.new_zeros(0)
+            return problem.outer_loss(state[0], alpha, problem.outer_batch), V.new_zeros(0)
     chunk = b if chunk is None else chunk
+    with_state = keep is not None
 
     def one(v_flat):
-        out, tangent, losses = jvp(lambda a: _full_objective(problem, a), (alpha,),
-                                   (unflatten(v_flat, alpha),), has_aux=True)
-        return out, tangent, losses
+        out, tangent, aux = jvp(lambda a: _full_objective(problem, a, with_state), (alpha,),
+                                (unflatten(v_flat, alpha),), has_aux=True)
+        return out, tangent, aux
 
     values, losses = [], None
     for i in range(0, b, chunk if vectorize else 1):
-        if vectorize:
-            out, tangent, losses = vmap(one)(V[i:i + chunk])
+        if compile and vectorize:
+            f, tangent, aux = _compiled_chunk(problem, alpha, V[i:i + chunk])
+            aux = (aux, None) if with_state else aux  # the compiled path keeps no state
+        elif vectorize:
+            out, tangent, aux = vmap(one)(V[i:i + chunk])
             f = out[0]
-            losses = losses[0]
+            aux = tree_map(lambda x: x[0], aux)  # the primal run is the same for every row
         else:
-            f, tangent, losses = one(V[i])
+            f, tangent, aux = one(V[i])
             tangent = tangent.reshape(1)
+        losses, state = aux if with_state else (aux, None)
+        if with_state:
+            keep["state"] = tree_detach(state)
         values.append(tangent)
         cost.inner_steps += problem.T
         cost.jvps += problem.T * tangent.shape[0]
         unroll.check_losses(losses, 0, problem, alpha)
     return f.detach(), torch.cat(values).detach()
+
+
+def _compiled_chunk(problem, alpha, V):
+    """``(F, tangents, losses)`` for one chunk of directions, stepping with the compiled
+    tangent-carrying transition of :mod:`metagrad.compiled`."""
+    from .. import compiled
+    Vt = unflatten(V, alpha)
+    state, tangents = compiled.tangent_init(problem, alpha, Vt)
+    losses = []
+    for t in range(problem.T):
+        state, tangents, loss = compiled.tangent_step(problem, state, tangents, alpha, Vt, t)
+        losses.append(loss)
+    f, tangent = compiled.tangent_outer(problem, state, tangents, alpha, Vt)
+    return f, tangent, torch.stack(losses)
 
 
 def _directions_from(alpha, directions, b, seed, distribution, rank, world):
@@ -144,14 +171,14 @@ def fmd(problem, alpha, cost, *, chunk: int | None = None):
     chunk = n if chunk is None else chunk
     check(isinstance(chunk, int) and chunk >= 1, f"chunk must be an integer >= 1, got {chunk!r}")
     _check_memory(problem, alpha, min(chunk, n))
-    values, f = [], None
+    values, f, keep = [], None, {}
     for i in range(0, n, chunk):
         c = min(chunk, n - i)
         E = torch.zeros(c, n, dtype=tree_leaves(alpha)[0].dtype, device=tree_leaves(alpha)[0].device)
         E[torch.arange(c), torch.arange(i, i + c)] = 1
-        f, s = directional_derivatives(problem, alpha, E, cost)
+        f, s = directional_derivatives(problem, alpha, E, cost, keep=keep)
         values.append(s)
-    return unflatten(torch.cat(values), alpha), f
+    return unflatten(torch.cat(values), alpha), f, keep["state"]
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -184,10 +211,44 @@ def _check_memory(problem, alpha, chunk: int) -> None:
             f"or use method='fg2u' (memory independent of N).")
 
 
+def chunk_for_budget(problem: BilevelProblem, alpha: dict, b: int, memory_budget: int) -> int:
+    """The largest chunk (directions pushed through the loop at once, at most ``b``) whose peak
+    memory stays under ``memory_budget`` bytes.
+
+    Peak memory is affine in the chunk and flat in T (fg2u stores no trajectory), so it is
+    probed on a 2-step copy of the problem at chunk 1 and chunk k = min(b, 4) with the
+    live-tensor tracker, and the line through the two peaks is solved for the budget."""
+    from ..cost import LiveTensorTracker
+    from ..cost import Cost
+    check(isinstance(memory_budget, (int, float)) and memory_budget > 0,
+          f"memory_budget must be a number of bytes > 0, got {memory_budget!r}")
+    probe = problem.replace(T=min(2, problem.T))
+    leaf = tree_leaves(alpha)[0]
+    gen = torch.Generator().manual_seed(0)
+    V = (torch.randint(0, 2, (min(b, 4), tree_numel(alpha)), generator=gen) * 2 - 1).to(leaf)
+
+    def peak(c: int) -> int:
+        with LiveTensorTracker() as tracker:
+            directional_derivatives(probe, alpha, V[:c], Cost())
+        return tracker.peak
+    p1 = peak(1)
+    if p1 > memory_budget:
+        raise MemoryBudgetError(
+            f"fg2u needs about {_human(p1)} with one direction at a time, more than "
+            f"memory_budget={_human(memory_budget)} ({int(memory_budget):,} bytes); raise the budget "
+            f"or use method='fg2u-zo' (no tangents)")
+    k = V.shape[0]
+    if k == 1:
+        return 1
+    per = max((peak(k) - p1) / (k - 1), 1.0)
+    return int(max(1, min(b, 1 + (memory_budget - p1) // per)))
+
+
 @register("fg2u")
 def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
          seed: int | None = None, chunk: int | None = None, directions=None,
-         vectorize: bool = True, distributed: str = "auto"):
+         vectorize: bool = True, distributed: str = "auto", memory_budget: int | None = None,
+         compile: bool = False):
     r"""(FG)²U: forward gradient unrolling with forward gradients (Shen et al. 2024, Alg. 1).
 
     :math:`\hat g = \frac1b\sum_i (\nabla F\cdot v_i) v_i` — unbiased; b random directions
@@ -196,11 +257,20 @@ def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
     ranks (rank-specific seeds, one all-reduce). ``directions`` ([b, N]) overrides sampling.
     ``distributed="off"`` ignores a process group (every rank draws all b directions itself).
     Cost: T·b transition JVPs. Memory: O(chunk·P), independent of T and N.
+    ``memory_budget`` (bytes, instead of ``chunk``): the chunk is chosen so that the peak
+    memory stays under it (:func:`chunk_for_budget`). ``compile=True``: the tangent-carrying
+    step runs through :func:`metagrad.compiled.tangent_step` (``torch.compile``).
     """
     rank, world = _rank_and_world(distributed)
     V = _directions_from(alpha, directions, b, seed, distribution, rank, world)
-    f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize)
-    return _aggregate(alpha, V, s, reduce=world > 1), f
+    if memory_budget is not None:
+        check(chunk is None, f"pass either chunk={chunk!r} or memory_budget={memory_budget!r}, not both")
+        chunk = chunk_for_budget(problem, alpha, max(V.shape[0], 1), memory_budget)
+    check(isinstance(compile, bool), f"compile must be True or False, got {compile!r}")
+    keep = {}
+    f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize,
+                                   compile=compile, keep=keep)
+    return _aggregate(alpha, V, s, reduce=world > 1), f, keep.get("state")
 
 
 def _rank_and_world(mode):

@@ -14,7 +14,9 @@ initialisation metagrad adds the matching :math:`t = 0` term
 """
 from __future__ import annotations
 
-from torch.func import vjp, grad
+import torch
+from torch.func import vjp
+from torch.utils import _pytree as pytree
 
 from .._tree import tree_add, tree_axpy, tree_detach, tree_scale, tree_zeros_like
 from ..errors import check
@@ -24,31 +26,43 @@ from ._registry import register
 __all__ = ["greedy", "t1t2", "fo"]
 
 
-def _w_grad_of_outer(problem, w, alpha, cost):
-    cost.outer_grads += 1
-    return grad(problem.outer_loss)(w, alpha, problem.outer_batch)
-
-
-def _step_vjp(problem, state, alpha, t, cotangent_w, cost):
-    """``(new_state, loss, B_t^T c)``: one step, and the VJP of the step w.r.t. α for the
-    cotangent ``c`` on the new ``w``. ``cotangent_w`` is a function of the new state."""
-    (new_state, vjp_fn, loss) = vjp(lambda a: unroll.transition(problem, state, a, t), alpha,
-                                    has_aux=True)
-    c = cotangent_w(new_state)
-    (b_t,) = vjp_fn((c, tree_zeros_like(new_state[1])))
+def _step_vjp(problem, state, a_leaves, a, t, cotangent_w, cost, compile=False):
+    """``(new_state, loss, B_t^T c)``: one step taped by plain autograd, and the VJP of the step
+    w.r.t. α for the cotangent ``c`` on the new ``w`` (``cotangent_w``: a function of the new
+    state). The backward pass is restricted to α (``autograd.grad(inputs=α)``): it visits only
+    the part of the inner gradient's graph that depends on α."""
+    if compile:
+        from .. import compiled
+        new_state, loss = compiled.step(problem, state, a, t)
+    else:
+        new_state, loss = unroll.taped_step(problem, state, a, t)
+    c = cotangent_w(tree_detach(new_state))
+    outs, cots = pytree.tree_leaves(new_state[0]), pytree.tree_leaves(c)
+    pairs = [(o, ci) for o, ci in zip(outs, cots) if o.requires_grad]
+    gs = torch.autograd.grad([o for o, _ in pairs], a_leaves, [ci for _, ci in pairs],
+                             allow_unused=True) if pairs else [None] * len(a_leaves)
+    b_t = pytree.tree_unflatten([torch.zeros_like(x) if gi is None else gi
+                                 for x, gi in zip(a_leaves, gs)], pytree.tree_structure(a))
     cost.inner_steps += 1
     cost.vjps += 1
     return tree_detach(new_state), loss.detach(), b_t
 
 
+def _alpha_leaves(alpha):
+    leaves, spec = pytree.tree_flatten(alpha)
+    leaves = [x.detach().requires_grad_() for x in leaves]
+    return leaves, pytree.tree_unflatten(leaves, spec)
+
+
 @register("greedy")
-def greedy(problem, alpha, cost, *, gamma: float = 0.9):
+def greedy(problem, alpha, cost, *, gamma: float = 0.9, compile: bool = False):
     r"""Generalized greedy hypergradient, accumulated online (Yakovlev 2024).
 
     ``gamma`` in (0, 1]; γ → 0 gives ``t1t2``; with :math:`\nabla^2_w L_{train} = I`,
     γ = 1 − η and a linear outer loss it is exact. Cost per call: T steps, T transition VJPs and
     T validation gradients (+1 VJP and gradient at w_0 with a learned initialisation).
     Memory: O(P + N) — no trajectory is stored; flat in T.
+    ``compile=True``: steps and validation gradients through :mod:`metagrad.compiled`.
     """
     check(isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0 < gamma <= 1,
           f"gamma must be in (0, 1], got {gamma!r}; gamma -> 0 is t1t2 (use method='t1t2')")
@@ -58,16 +72,25 @@ def greedy(problem, alpha, cost, *, gamma: float = 0.9):
     init_term = None
     if problem.learned_init:
         _, init_vjp = vjp(lambda a: unroll.initial_state(problem, a)[0], alpha)
-        init_term = init_vjp(_w_grad_of_outer(problem, state[0], alpha, cost))[0]
+        init_term = init_vjp(unroll.outer_w_grad(problem, state[0], alpha, cost))[0]
         cost.vjps += 1
     h = tree_zeros_like(alpha)
     losses = []
+    a_leaves, a = _alpha_leaves(alpha)
+    check(isinstance(compile, bool), f"compile must be True or False, got {compile!r}")
+    if compile:
+        from .. import compiled
+
+        def val_grad(st):
+            cost.outer_grads += 1
+            return compiled.outer_w_grad(problem, st[0], alpha)
+    else:
+        def val_grad(st):
+            return unroll.outer_w_grad(problem, st[0], alpha, cost)
     for t in range(T):
-        state, loss, b_t = _step_vjp(problem, state, alpha, t,
-                                     lambda st: _w_grad_of_outer(problem, st[0], alpha, cost), cost)
+        state, loss, b_t = _step_vjp(problem, state, a_leaves, a, t, val_grad, cost, compile)
         h = tree_axpy(gamma, h, b_t)
         losses.append(loss)
-    import torch
     unroll.check_losses(torch.stack(losses), 0, problem, alpha)
     value, _, ga = unroll.outer_value_and_grads(problem, state[0], alpha, cost)
     result = tree_add(ga, h)
@@ -89,8 +112,8 @@ def t1t2(problem, alpha, cost):
         value, gw, ga = unroll.outer_value_and_grads(problem, st[0], alpha, cost)
         grads.update(value=value, ga=ga)
         return gw
-    state, loss, b_t = _step_vjp(problem, state, alpha, problem.T - 1, cot, cost)
-    import torch
+    a_leaves, a = _alpha_leaves(alpha)
+    state, loss, b_t = _step_vjp(problem, state, a_leaves, a, problem.T - 1, cot, cost)
     unroll.check_losses(loss.reshape(1), problem.T - 1, problem, alpha)
     return tree_add(grads["ga"], b_t), grads["value"].detach(), state
 

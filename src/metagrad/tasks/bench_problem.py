@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as nnf
 
-from ..optim import SGD
+from ..optim import SGD, Momentum
 from ..problem import BilevelProblem, minibatches
 
 __all__ = ["hidden_for", "inner_size", "hyper_cleaning_mlp", "D_IN", "CLASSES"]
@@ -38,7 +38,8 @@ def hidden_for(P: int) -> int:
 
 def hyper_cleaning_mlp(N: int = 1000, hidden: int = 128, T: int = 10, *, batch: int = 100,
                        n_val: int | None = None, lr: float = 0.1, flip: float = 0.3,
-                       seed: int = 0, dtype=torch.float32, device="cpu"):
+                       momentum: float | None = None, seed: int = 0, dtype=torch.float32,
+                       device="cpu"):
     """``(problem, alpha)`` for hyper-cleaning with N per-example weights.
 
     Args:
@@ -49,6 +50,7 @@ def hyper_cleaning_mlp(N: int = 1000, hidden: int = 128, T: int = 10, *, batch: 
         n_val: validation examples (default: ``batch``, so that one validation gradient costs
             about as much as one inner step).
         lr: inner SGD step.
+        momentum: heavy-ball momentum (:class:`~metagrad.optim.Momentum`); None: plain SGD.
     """
     n_val = batch if n_val is None else n_val
     batch = min(batch, N)
@@ -86,7 +88,8 @@ def hyper_cleaning_mlp(N: int = 1000, hidden: int = 128, T: int = 10, *, batch: 
         return nnf.cross_entropy(net(w, b["x"]), b["y"])
 
     schedule = train if batch >= N else minibatches(train, batch, seed=seed)
-    problem = BilevelProblem(inner, outer, init=init, optimizer=SGD(lr=lr), T=T,
+    opt = SGD(lr=lr) if momentum is None else Momentum(lr=lr, momentum=momentum)
+    problem = BilevelProblem(inner, outer, init=init, optimizer=opt, T=T,
                              inner_batches=schedule, outer_batch=val)
     alpha = {"logit": torch.zeros(N, **kw)}
     return problem, alpha

@@ -790,18 +790,18 @@ EXPECTED_COUNTS: dict[str, Callable] = {
     "greedy": lambda T, N, o, li: (T, 0, T + li, 0),
     "t1t2": lambda T, N, o, li: (T, 0, 1, 0),
     "fo": lambda T, N, o, li: (T, 0, 0, 0),
-    "fomaml": lambda T, N, o, li: (T, 0, li, 0),
     "neumann": lambda T, N, o, li: (T, 0, 0, o["K"] + 1),
     "cg": lambda T, N, o, li: (T, 0, 0, o["K"] + 1),
     "hessian-free": lambda T, N, o, li: (T, 0, 0, 1),
+    "fomaml": lambda T, N, o, li: (T, 0, li, 0),
 }
 
 # The same, as formulas for display (b directions, K truncation/solver length, +1 with a learned w₀).
 EXPECTED_FORMULAS = {
     "rmd": ("T", "0", "T (+1)", "0"), "trgu": ("T", "0", "K", "0"), "fmd": ("T", "N·T", "0", "0"),
     "fg2u": ("T", "b·T", "0", "0"), "fg2u-zo": ("(b+1)·T", "0", "0", "0"), "greedy": ("T", "0", "T (+1)", "0"),
-    "t1t2": ("T", "0", "1", "0"), "fo": ("T", "0", "0", "0"), "fomaml": ("T", "0", "(+1)", "0"), "neumann": ("T", "0", "0", "K+1"),
-    "cg": ("T", "0", "0", "K+1"), "hessian-free": ("T", "0", "0", "1"),
+    "t1t2": ("T", "0", "1", "0"), "fo": ("T", "0", "0", "0"), "neumann": ("T", "0", "0", "K+1"),
+    "cg": ("T", "0", "0", "K+1"), "hessian-free": ("T", "0", "0", "1"), "fomaml": ("T", "0", "(+1)", "0"),
 }
 
 # The feature table of the greedy paper's slides (PAPERS.md B.3); None = not implemented.
