@@ -85,29 +85,31 @@ def format_column(values: Sequence, digits: int = 3) -> list[str]:
 
 
 def format_mean_ci(means: Sequence, halves: Sequence) -> tuple[list[str], bool]:
-    """``mean ± half`` for a column, with the decimals of the half-widths' two significant
-    digits (the same in every row; scientific notation when the column spans many orders of
-    magnitude). Returns the strings and whether any interval is wider than its mean (marked †)."""
+    """``mean ± half`` for a column, the half-width with two significant digits and the mean
+    to the same decimals: one number of decimals for the whole column when its half-widths are
+    within three orders of magnitude of each other, else per row (the same two significant
+    digits of the CI in every row). Returns the strings and whether any interval is wider than
+    its mean (marked †)."""
     pairs = [(float(m), float(h)) for m, h in zip(means, halves)]
     good = [(m, h) for m, h in pairs if math.isfinite(m) and math.isfinite(h)]
-    wide = False
-    out = []
-    sci = _use_sci([m for m, _ in good] + [h for _, h in good if h > 0])
-    halves_pos = sorted(h for _, h in good if h > 0)
-    if halves_pos:
-        decimals = max(0, 1 - _mag(halves_pos[len(halves_pos) // 2]))
-    else:
-        nz = [abs(m) for m, _ in good if m != 0]
-        decimals = max(0, 2 - _mag(max(nz))) if nz else 0
-    decimals = min(decimals, 6)
+    pos = [h for _, h in good if h > 0]
+    shared = None
+    if pos and _mag(max(pos)) - _mag(min(pos)) <= 3:
+        shared = max(0, 1 - _mag(sorted(pos)[len(pos) // 2]))
+    wide, out = False, []
     for m, h in pairs:
         if not math.isfinite(m):
             out.append(DASH)
             continue
-        if not math.isfinite(h):
-            out.append(f"{m:.2e}" if sci else f"{m:.{decimals}f}")
+        if not math.isfinite(h) or h == 0:
+            d = shared if shared is not None else (max(0, 2 - _mag(m)) if m else 0)
+            out.append(f"{m:.{min(d, 6)}f}" + ("" if not math.isfinite(h) else f" ± {0:.{min(d, 6)}f}"))
             continue
-        text = f"{m:.1e} ± {h:.1e}" if sci else f"{m:.{decimals}f} ± {h:.{decimals}f}"
+        d = shared if shared is not None else max(0, 1 - _mag(h))
+        if d > 6 or abs(m) >= 1e6:
+            text = f"{m:.1e} ± {h:.1e}"
+        else:
+            text = f"{m:.{d}f} ± {h:.{d}f}"
         if h > abs(m):
             text += f" {WIDE_CI}"
             wide = True
