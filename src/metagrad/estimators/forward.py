@@ -232,7 +232,7 @@ def chunk_for_budget(problem: BilevelProblem, alpha: dict, b: int, memory_budget
             directional_derivatives(probe, alpha, V[:c], Cost())
         return tracker.peak
     p1 = peak(1)
-    if p1 > memory_budget:
+    if p1 > 0.95 * memory_budget:
         raise MemoryBudgetError(
             f"fg2u needs about {_human(p1)} with one direction at a time, more than "
             f"memory_budget={_human(memory_budget)} ({int(memory_budget):,} bytes); raise the budget "
@@ -241,7 +241,8 @@ def chunk_for_budget(problem: BilevelProblem, alpha: dict, b: int, memory_budget
     if k == 1:
         return 1
     per = max((peak(k) - p1) / (k - 1), 1.0)
-    return int(max(1, min(b, 1 + (memory_budget - p1) // per)))
+    # 5 % headroom: the full run's peak may exceed the 2-step probe's by a little
+    return int(max(1, min(b, 1 + (0.95 * memory_budget - p1) // per)))
 
 
 @register("fg2u")
