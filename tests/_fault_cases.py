@@ -441,8 +441,9 @@ def b6_outer_config_values(tmp):
 
 # ============================================================ 7: fetch
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """``/slow/...``: 1 byte every 0.1 s of a 10 MB body; ``/short/...``: promises 100 000 bytes,
-    sends 1 000 and closes; anything else: 500."""
+    """``/slow/...``: 1 byte every 0.1 s of a 10 MB body; ``/drip-headers/...``: the status line
+    and headers 1 byte every 0.1 s, never ending; ``/short/...``: promises 100 000 bytes, sends
+    1 000 and closes; anything else: 500."""
 
     def log_message(self, *args):
         pass
@@ -455,6 +456,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 for _ in range(10_000):
                     self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            elif self.path.startswith("/drip-headers"):  # status line and headers, 1 byte / 0.1 s
+                for ch in b"HTTP/1.0 200 OK\r\nX-Slow: " + b"z" * 10_000:
+                    self.wfile.write(bytes([ch]))
                     self.wfile.flush()
                     time.sleep(0.1)
             elif self.path.startswith("/short"):
@@ -494,6 +500,18 @@ def f7_trickling_server_hits_the_overall_deadline(tmp):
         took = time.monotonic() - start
     assert took < 5, f"took {took:.1f} s for a 1.5 s deadline"
     assert not list((tmp / "toy").iterdir())  # no .part left
+
+
+@fault
+def f7_trickled_headers_hit_the_overall_deadline(tmp):
+    with server() as url:
+        start = time.monotonic()
+        refused(md.DataNotFoundError, r"blob\.bin.*fetch deadline passed while waiting for .* to answer",
+                md.download, _res(url + "/drip-headers/blob.bin"), tmp, progress=False, quiet=True,
+                timeout=5, deadline=1.5)
+        took = time.monotonic() - start
+    assert took < 5, f"took {took:.1f} s for a 1.5 s deadline"
+    assert not list((tmp / "toy").iterdir())
 
 
 @fault

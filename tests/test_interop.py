@@ -110,3 +110,33 @@ def test_objective_inside_a_plain_torch_training_loop():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("method,options", [
+    ("rmd", {}), ("rmd", {"checkpoint": 3}), ("trgu", {"K": 2}), ("trgu", {"K": 0}), ("fmd", {"chunk": 3}),
+    ("fg2u", {"b": 3, "seed": 0}), ("fg2u", {"b": 2, "seed": 0, "vectorize": False}), ("greedy", {}),
+    ("t1t2", {}), ("fo", {}), ("fomaml", {}), ("cg", {}), ("neumann", {}), ("hessian-free", {})])
+def test_every_inner_loop_method_returns_w_T_for_warm_starts(method, options):
+    from metagrad import unroll
+    problem, alpha = small_family("mlp_momentum")
+    res = mg.hypergrad(problem, alpha, method, **options)
+    state = unroll.run(problem, alpha)
+    for k in state[0]:
+        assert torch.allclose(res.w_T[k], state[0][k], rtol=1e-12, atol=1e-13), (method, k)
+        assert not res.w_T[k].requires_grad
+    assert set(res.state_T[1]) == set(state[1])  # the optimiser buffers too (momentum here)
+
+
+def test_a_warm_start_from_w_T_continues_the_inner_run():
+    """SGD has no buffers: T1 steps, then T2 steps from w_T, equal T1 + T2 steps."""
+    from metagrad import unroll
+    problem, alpha = small_family("quadratic")
+    first = mg.hypergrad(problem.replace(T=6), alpha, "rmd")
+    warm = problem.replace(init=first.w_T, T=7)
+    direct = unroll.run(problem.replace(T=13), alpha)[0]
+    assert all(torch.allclose(unroll.run(warm, alpha)[0][k], direct[k], rtol=1e-12, atol=1e-13) for k in direct)
+
+
+def test_black_box_runs_have_no_w_T():
+    problem, alpha = small_family("quadratic")
+    assert mg.hypergrad(problem, alpha, "fg2u-zo", b=2, seed=0).w_T is None

@@ -48,7 +48,8 @@ def compile_section(rounds: int, log, *, quick: bool = True, T: int | None = Non
             t0 = time.perf_counter()
             res = call(True)
             compile_s = time.perf_counter() - t0
-        fell_back = [str(w.message)[:200] for w in caught if "torch.compile" in str(w.message)]
+        fell_back = [str(w.message)[:200] for w in caught
+                     if str(w.message).startswith("metagrad: torch.compile")]
         rel = _rel(res.grad, ref.grad)
         log(f"  {method}: first compiled call {compile_s:.1f} s, rel. diff {rel:.1e}"
             + (f", FELL BACK: {fell_back[0]}" if fell_back else ""))

@@ -99,7 +99,7 @@ def _stream(url: str, dest, progress: bool, timeout: float, label: str, deadline
 
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        response = urllib.request.urlopen(request, timeout=min(timeout, left()))
+        response = _open(request, min(timeout, left()), left)
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
             raise stalled(exc) from None
@@ -124,6 +124,37 @@ def _stream(url: str, dest, progress: bool, timeout: float, label: str, deadline
         left()
         if total and total.isdigit() and got != int(total):
             raise OSError(f"connection closed after {got:,} of {int(total):,} bytes from {url}")
+
+
+def _open(request, timeout: float, left: Callable[[], float]):
+    """``urlopen`` bounded by the deadline too: a server that trickles its status line and
+    headers (each read within ``timeout``) is abandoned when ``left()`` runs out. The opening
+    runs in a daemon thread; a response that arrives after we gave up is closed."""
+    box: dict = {}
+    gave_up = threading.Event()
+
+    def target():
+        try:
+            box["response"] = urllib.request.urlopen(request, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            box["error"] = exc
+        if gave_up.is_set() and "response" in box:
+            box["response"].close()
+
+    thread = threading.Thread(target=target, daemon=True, name="metagrad-fetch-open")
+    thread.start()
+    thread.join(left())
+    if thread.is_alive():
+        gave_up.set()
+        thread.join(0.05)
+        if "response" in box:
+            box["response"].close()
+        raise DeadlineError(f"the fetch deadline passed while waiting for {request.full_url} to "
+                            f"answer; pass a larger deadline (--deadline SECONDS) or use another "
+                            f"mirror (--mirror)")
+    if "error" in box:
+        raise box["error"]
+    return box["response"]
 
 
 def _set_timeout(response, seconds: float) -> None:

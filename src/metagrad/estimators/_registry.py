@@ -26,8 +26,9 @@ class Result:
 
     ``w_T`` (detached inner weights at T, e.g. for a warm start: ``problem.replace(init=res.w_T)``)
     and ``state_T`` (``(w_T, buffers)``, with an nn.Module's buffers under
-    ``state_T[1]["module"]``) are kept by the methods that run the inner loop outside
-    forward-mode transforms; ``fmd``, ``fg2u`` and black-box runs leave them ``None``."""
+    ``state_T[1]["module"]``) are kept by every method that runs the inner loop once; ``fg2u-zo``
+    (which runs it at shifted α) and ``fo`` on a :class:`~metagrad.problem.BlackBoxProblem` leave
+    them ``None``."""
     grad: dict
     loss: torch.Tensor
     cost: Cost

@@ -56,45 +56,56 @@ def fg2u_directions(alpha: dict, b: int, *, seed: int, rank: int = 0, world_size
     return v.to(device=leaf.device, dtype=leaf.dtype)
 
 
-def _full_objective(problem: BilevelProblem, alpha):
-    """``F(α)`` with the inner losses as aux: the whole unroll as one pure function."""
+def _full_objective(problem: BilevelProblem, alpha, with_state: bool = False):
+    """``F(α)`` with the inner losses (and the state at T) as aux: the whole unroll as one
+    pure function."""
     state = unroll.initial_state(problem, alpha)
     state, losses = unroll.run_taped(problem, alpha, state, 0, problem.T)
-    return problem.outer_loss(state[0], alpha, problem.outer_batch), losses
+    out = problem.outer_loss(state[0], alpha, problem.outer_batch)
+    return (out, (losses, state)) if with_state else (out, losses)
 
 
 def directional_derivatives(problem: BilevelProblem, alpha: dict, V: torch.Tensor, cost, *,
-                            chunk: int | None = None, vectorize: bool = True, compile: bool = False):
+                            chunk: int | None = None, vectorize: bool = True, compile: bool = False,
+                            keep: dict | None = None):
     """``(F(α), [∇F·v_i]_i)`` for the rows ``v_i`` of ``V`` by forward-mode unrolling.
 
     ``chunk`` rows are pushed through the loop at once with ``torch.func.vmap`` (memory grows
-    with ``chunk·P``, not with T); ``vectorize=False`` loops over rows in Python instead."""
+    with ``chunk·P``, not with T); ``vectorize=False`` loops over rows in Python instead.
+    ``keep``: a dict that receives the inner state at T under ``"state"`` (for ``Result.w_T``)."""
     alpha = tree_detach(alpha)
     b = V.shape[0]
     check(chunk is None or (isinstance(chunk, int) and chunk >= 1),
           f"chunk must be an integer >= 1, got {chunk!r}")
     if b == 0:  # an empty shard (fewer directions than processes): only F(α) is needed
-        w = unroll.run(problem, alpha, cost=cost)[0]
+        state = unroll.run(problem, alpha, cost=cost)
+        if keep is not None:
+            keep["state"] = state
         with torch.no_grad():
-            return problem.outer_loss(w, alpha, problem.outer_batch), V.new_zeros(0)
+            return problem.outer_loss(state[0], alpha, problem.outer_batch), V.new_zeros(0)
     chunk = b if chunk is None else chunk
+    with_state = keep is not None
 
     def one(v_flat):
-        out, tangent, losses = jvp(lambda a: _full_objective(problem, a), (alpha,),
-                                   (unflatten(v_flat, alpha),), has_aux=True)
-        return out, tangent, losses
+        out, tangent, aux = jvp(lambda a: _full_objective(problem, a, with_state), (alpha,),
+                                (unflatten(v_flat, alpha),), has_aux=True)
+        return out, tangent, aux
 
     values, losses = [], None
     for i in range(0, b, chunk if vectorize else 1):
         if compile and vectorize:
-            f, tangent, losses = _compiled_chunk(problem, alpha, V[i:i + chunk])
+            f, tangent, aux = _compiled_chunk(problem, alpha, V[i:i + chunk])
+            aux = (aux, None) if with_state else aux  # the compiled path keeps no state
         elif vectorize:
-            out, tangent, losses = vmap(one)(V[i:i + chunk])
+            out, tangent, aux = vmap(one)(V[i:i + chunk])
             f = out[0]
-            losses = losses[0]
+            aux = tree_map(lambda x: x[0], aux)  # the primal run is the same for every row
         else:
-            f, tangent, losses = one(V[i])
+            f, tangent, aux = one(V[i])
             tangent = tangent.reshape(1)
+        losses, state = aux if with_state else (aux, None)
+        if with_state:
+            keep["state"] = tree_detach(state)
         values.append(tangent)
         cost.inner_steps += problem.T
         cost.jvps += problem.T * tangent.shape[0]
@@ -160,14 +171,14 @@ def fmd(problem, alpha, cost, *, chunk: int | None = None):
     chunk = n if chunk is None else chunk
     check(isinstance(chunk, int) and chunk >= 1, f"chunk must be an integer >= 1, got {chunk!r}")
     _check_memory(problem, alpha, min(chunk, n))
-    values, f = [], None
+    values, f, keep = [], None, {}
     for i in range(0, n, chunk):
         c = min(chunk, n - i)
         E = torch.zeros(c, n, dtype=tree_leaves(alpha)[0].dtype, device=tree_leaves(alpha)[0].device)
         E[torch.arange(c), torch.arange(i, i + c)] = 1
-        f, s = directional_derivatives(problem, alpha, E, cost)
+        f, s = directional_derivatives(problem, alpha, E, cost, keep=keep)
         values.append(s)
-    return unflatten(torch.cat(values), alpha), f
+    return unflatten(torch.cat(values), alpha), f, keep["state"]
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -221,7 +232,7 @@ def chunk_for_budget(problem: BilevelProblem, alpha: dict, b: int, memory_budget
             directional_derivatives(probe, alpha, V[:c], Cost())
         return tracker.peak
     p1 = peak(1)
-    if p1 > memory_budget:
+    if p1 > 0.95 * memory_budget:
         raise MemoryBudgetError(
             f"fg2u needs about {_human(p1)} with one direction at a time, more than "
             f"memory_budget={_human(memory_budget)} ({int(memory_budget):,} bytes); raise the budget "
@@ -230,7 +241,8 @@ def chunk_for_budget(problem: BilevelProblem, alpha: dict, b: int, memory_budget
     if k == 1:
         return 1
     per = max((peak(k) - p1) / (k - 1), 1.0)
-    return int(max(1, min(b, 1 + (memory_budget - p1) // per)))
+    # 5 % headroom: the full run's peak may exceed the 2-step probe's by a little
+    return int(max(1, min(b, 1 + (0.95 * memory_budget - p1) // per)))
 
 
 @register("fg2u")
@@ -256,9 +268,10 @@ def fg2u(problem, alpha, cost, *, b: int = 1, distribution: str = "rademacher",
         check(chunk is None, f"pass either chunk={chunk!r} or memory_budget={memory_budget!r}, not both")
         chunk = chunk_for_budget(problem, alpha, max(V.shape[0], 1), memory_budget)
     check(isinstance(compile, bool), f"compile must be True or False, got {compile!r}")
+    keep = {}
     f, s = directional_derivatives(problem, alpha, V, cost, chunk=chunk, vectorize=vectorize,
-                                   compile=compile)
-    return _aggregate(alpha, V, s, reduce=world > 1), f
+                                   compile=compile, keep=keep)
+    return _aggregate(alpha, V, s, reduce=world > 1), f, keep.get("state")
 
 
 def _rank_and_world(mode):

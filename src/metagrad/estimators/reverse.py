@@ -60,6 +60,12 @@ def _step_fn(problem, compile: bool):
     return compiled.step
 
 
+def _constant_leaves(tree):
+    leaves, spec = pytree.tree_flatten(tree)
+    leaves = [x.detach() for x in leaves]
+    return leaves, pytree.tree_unflatten(leaves, spec)
+
+
 def _leaves_requiring_grad(tree):
     """Detached copies of the leaves, floating-point ones requiring grad (integer module
     buffers such as ``num_batches_tracked`` stay constants)."""
@@ -89,7 +95,10 @@ def _reverse(problem, alpha, cost, *, K: int, segment: int, compile: bool = Fals
     grad, cot, loss, final = None, None, None, None
     for s in reversed(seg_starts):
         e = min(s + segment, T)
-        st_leaves, st = _leaves_requiring_grad(checkpoints.pop(s))
+        # the start state's cotangent is needed only for an earlier segment or Ω_0(α)
+        need_start = s != seg_starts[0] or (s == 0 and problem.learned_init)
+        st_leaves, st = (_leaves_requiring_grad(checkpoints.pop(s)) if need_start
+                         else _constant_leaves(checkpoints.pop(s)))
         end_state, losses = unroll.tape(problem, a, st, s, e, step=_step_fn(problem, compile))
         cost.inner_steps += e - s
         cost.vjps += e - s
