@@ -126,3 +126,9 @@ def test_page_style_hides_plumbing_and_tabulates_parameters():
     assert "hide-input" in tags[imports.source]
     assert tags[work.source] == []
     nbformat.validate(nb)
+
+
+def test_meaningful_index_becomes_columns():
+    df = pd.DataFrame({"verdict": ["reproduced", "not run"]}, index=pd.Index(["c1", "c2"], name="id"))
+    t = table(df)
+    assert list(t.frame.columns) == ["id", "verdict"] and t.frame["id"].tolist() == ["c1", "c2"]

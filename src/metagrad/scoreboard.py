@@ -185,6 +185,13 @@ def readme_markdown(scale: str = "book") -> str:
               if r.verdict == "reproduced" and r.source != "theory"]
     lines += ["", "Contradicted (significant in the opposite direction):", ""]
     lines += [f"* {r.claim} ({r.page}; {r.ours})" for r in board.itertuples() if r.verdict == "contradicted"]
+    for verdict in ("baseline diverged", "not testable at this scale"):
+        lines += ["", f"{verdict[0].upper()}{verdict[1:]}:", ""]
+        lines += [f"* {r.claim} ({r.page})" for r in board.itertuples() if r.verdict == verdict] or ["* none"]
+    not_run = board[board.verdict == "not run"]
+    lines += ["", f"Not run ({len(not_run)}): settings, data or seeds this scale does not have — the "
+              "scoreboard page gives the reason of each (pages with fewer seeds than registered show "
+              "provisional statistics)."]
     return "\n".join(lines)
 
 

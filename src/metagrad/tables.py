@@ -85,29 +85,31 @@ def format_column(values: Sequence, digits: int = 3) -> list[str]:
 
 
 def format_mean_ci(means: Sequence, halves: Sequence) -> tuple[list[str], bool]:
-    """``mean ± half`` for a column, with the decimals of the half-widths' two significant
-    digits (the same in every row; scientific notation when the column spans many orders of
-    magnitude). Returns the strings and whether any interval is wider than its mean (marked †)."""
+    """``mean ± half`` for a column, the half-width with two significant digits and the mean
+    to the same decimals: one number of decimals for the whole column when its half-widths are
+    within three orders of magnitude of each other, else per row (the same two significant
+    digits of the CI in every row). Returns the strings and whether any interval is wider than
+    its mean (marked †)."""
     pairs = [(float(m), float(h)) for m, h in zip(means, halves)]
     good = [(m, h) for m, h in pairs if math.isfinite(m) and math.isfinite(h)]
-    wide = False
-    out = []
-    sci = _use_sci([m for m, _ in good] + [h for _, h in good if h > 0])
-    halves_pos = sorted(h for _, h in good if h > 0)
-    if halves_pos:
-        decimals = max(0, 1 - _mag(halves_pos[len(halves_pos) // 2]))
-    else:
-        nz = [abs(m) for m, _ in good if m != 0]
-        decimals = max(0, 2 - _mag(max(nz))) if nz else 0
-    decimals = min(decimals, 6)
+    pos = [h for _, h in good if h > 0]
+    shared = None
+    if pos and _mag(max(pos)) - _mag(min(pos)) <= 3:
+        shared = max(0, 1 - _mag(sorted(pos)[len(pos) // 2]))
+    wide, out = False, []
     for m, h in pairs:
         if not math.isfinite(m):
             out.append(DASH)
             continue
-        if not math.isfinite(h):
-            out.append(f"{m:.2e}" if sci else f"{m:.{decimals}f}")
+        if not math.isfinite(h) or h == 0:
+            d = shared if shared is not None else (max(0, 2 - _mag(m)) if m else 0)
+            out.append(f"{m:.{min(d, 6)}f}" + ("" if not math.isfinite(h) else f" ± {0:.{min(d, 6)}f}"))
             continue
-        text = f"{m:.1e} ± {h:.1e}" if sci else f"{m:.{decimals}f} ± {h:.{decimals}f}"
+        d = shared if shared is not None else max(0, 1 - _mag(h))
+        if d > 6 or abs(m) >= 1e6:
+            text = f"{m:.1e} ± {h:.1e}"
+        else:
+            text = f"{m:.{d}f} ± {h:.{d}f}"
         if h > abs(m):
             text += f" {WIDE_CI}"
             wide = True
@@ -163,13 +165,15 @@ class Table:
         for title, df in self.parts:
             if title:
                 out.append(title)
-            out.append(df.to_string(index=False))
+            # unpadded rows: the text does not change width with measured values (nbval)
+            out += [" | ".join(map(str, df.columns))]
+            out += [" | ".join(map(str, row)) for row in df.itertuples(index=False)]
         return "\n".join(out + self.notes)
 
 
 def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits: int | Mapping = 3,
           ci: Mapping[str, str] | None = None, caption: str | None = None,
-          missing: str | None = None, facet: str | None = None, max_rows: int | None = 12,
+          missing: str | None = None, facet: str | Sequence[str] | None = None, max_rows: int | None = 12,
           notes: Sequence[str] = ()) -> Table:
     """The page's view of ``df``.
 
@@ -177,18 +181,20 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
     it every column is shown, underscores turned into spaces. ``digits`` (significant digits)
     is one number or a mapping column -> digits. ``ci`` maps a mean column to the column of its
     CI half-width: the two are shown as one ``mean ± half`` column. ``missing`` says why a value
-    can be absent (required when one is). ``facet`` splits the rows by that column's values
+    can be absent. ``facet`` (a column or a list of columns) splits the rows by their values
     into separate small tables; a table still longer than ``max_rows`` (``None``: no limit) is
     split into consecutive blocks of at most that many rows.
     """
     if isinstance(df, pd.Series):
         df = df.to_frame()
+    if any(n is not None for n in df.index.names):
+        df = df.reset_index()  # a meaningful index (id, (arm, seed), ...) becomes columns
     ci = dict(ci or {})
+    facets = [facet] if isinstance(facet, str) else list(facet or [])
     if columns is None:
-        columns = {c: str(c).replace("_", " ") for c in df.columns
-                   if c not in ci.values() and c != facet}
-    unknown = [c for c in [*columns, *ci, *ci.values(), *([facet] if facet else [])]
-               if c not in df.columns]
+        columns = {c: str(c).replace("_", " ") or "setting" for c in df.columns
+                   if c not in ci.values() and c not in facets}
+    unknown = [c for c in [*columns, *ci, *ci.values(), *facets] if c not in df.columns]
     if unknown:
         raise KeyError(f"table: no column(s) {unknown} in the data; it has {list(df.columns)}")
     out = pd.DataFrame(index=range(len(df)))
@@ -216,10 +222,13 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
     if any_missing:
         all_notes.append(f"{DASH} {missing}" if missing else
                          f"{DASH} no value: not applicable to this row.")
-    if facet is not None:
-        keys = list(dict.fromkeys(df[facet]))
-        parts = [(f"{facet.replace('_', ' ')}: {k}", out[(df[facet] == k).to_numpy()]
-                  .reset_index(drop=True)) for k in keys]
+    if facets:
+        keys = list(dict.fromkeys(zip(*(df[f] for f in facets))))
+        parts = []
+        for key in keys:
+            mask = np.logical_and.reduce([(df[f] == k).to_numpy() for f, k in zip(facets, key)])
+            title = ", ".join(f"{str(f).replace('_', ' ')}: {_plain(k, 4)}" for f, k in zip(facets, key))
+            parts.append((title, out[mask].reset_index(drop=True)))
     else:
         parts = [(None, out)]
     if max_rows is not None:  # split what is still too long into consecutive blocks

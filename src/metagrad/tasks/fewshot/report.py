@@ -32,12 +32,15 @@ def _ints(col) -> list[str]:
 
 def plot_comparison(result: FewShotResult, shot: int):
     """Bar chart per way: our accuracy (mean ± 95 % CI) beside the paper's, for one shot."""
-    import matplotlib.pyplot as plt
+    from metagrad.figures import legend_outside, subplots
     t = result.table[result.table.shot == shot]
     ways = sorted(t.way.unique())
     methods = [m for m in METHODS if m in set(t.method)]
-    fig, axes = plt.subplots(1, len(ways), figsize=(3.2 * len(ways) + 1, 3.2), squeeze=False, sharey=False)
-    for ax, way in zip(axes[0], ways):
+    ncols = min(2, len(ways))
+    fig, axes = subplots(ncols, -(-len(ways) // ncols), panel=(3.6, 3.0))
+    for ax in axes.flat[len(ways):]:
+        ax.set_visible(False)
+    for ax, way in zip(axes.flat, ways):
         tw = t[t.way == way].set_index("method")
         xs = np.arange(len(methods))
         for off, col, ci, lab, color in ((-0.2, "acc (ours)", "ci (ours)", "ours", "C0"),
@@ -46,11 +49,10 @@ def plot_comparison(result: FewShotResult, shot: int):
             errs = [tw[ci].get(m, np.nan) for m in methods]
             ax.bar(xs + off, vals, 0.4, yerr=errs, label=lab, color=color, capsize=2)
         ax.axhline(100 / way, color="grey", lw=0.8, ls=":")
-        ax.set_xticks(xs, [_LABELS[m] for m in methods], rotation=60, ha="right", fontsize=8)
+        ax.set_xticks(xs, [_LABELS[m] for m in methods], rotation=60, ha="right")
         ax.set_title(f"{shot}-shot {way}-way")
-    axes[0][0].set_ylabel("held-out accuracy %")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
+        ax.set_ylabel("held-out accuracy (%)")
+    legend_outside(fig, where="below", ncols=2)
     return fig
 
 
@@ -135,12 +137,15 @@ def _oneshot_sentence(result: FewShotResult) -> str:
 def plot_curves(result: FewShotResult):
     """Outer (query) loss during meta-training, mean over seeds of ten equal blocks of steps,
     one panel per setting; greedy at its chosen γ; ln(way) (a uniform prediction) dotted."""
-    import matplotlib.pyplot as plt
+    from metagrad.figures import legend_outside, subplots
     rep = reported(result.runs, result.chosen_gamma)
     rep = rep[rep.steps > 0]
     settings = list(dict.fromkeys(zip(rep.shot, rep.way)))
-    fig, axes = plt.subplots(1, max(1, len(settings)), figsize=(4.2 * max(1, len(settings)), 3.2), squeeze=False)
-    for ax, (shot, way) in zip(axes[0], settings):
+    ncols = min(2, max(1, len(settings)))
+    fig, axes = subplots(ncols, -(-max(1, len(settings)) // ncols), panel=(3.6, 2.8))
+    for ax in axes.flat[max(1, len(settings)):]:
+        ax.set_visible(False)
+    for ax, (shot, way) in zip(axes.flat, settings):
         g = rep[(rep.shot == shot) & (rep.way == way)]
         for i, method in enumerate(m for m in METHODS if m in set(g.method)):
             gm = g[g.method == method]
@@ -150,7 +155,6 @@ def plot_curves(result: FewShotResult):
         ax.axhline(math.log(way), color="grey", lw=0.8, ls=":")
         ax.set_title(f"{shot}-shot {way}-way")
         ax.set_xlabel("outer step")
-    axes[0][0].set_ylabel("query loss (mean over seeds)")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_ylabel("query loss (nats, mean over seeds)")
+    legend_outside(fig, where="below", ncols=3)
     return fig
