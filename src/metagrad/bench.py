@@ -70,6 +70,8 @@ from typing import Any, Callable
 
 import torch
 
+from .estimators._checks import available_bytes
+
 __all__ = ["main", "run_benchmark", "Variant", "VARIANTS", "COLUMNS", "torchopt_rmd"]
 
 GiB = 2 ** 30
@@ -256,19 +258,6 @@ def _problem(cfg: Config, T: int):
 # ---------------------------------------------------------------------------------------------
 # One measurement
 # ---------------------------------------------------------------------------------------------
-def _free_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def _call(label: str, problem, alpha, options: dict, track: bool):
     """One call; returns the Cost (wall time, and peak memory when ``track``)."""
     from . import hypergrad, unroll
@@ -367,7 +356,7 @@ class Runner:
             return self._skip(row, "not measured: torchopt not installed")
         est_t, est_mem = self._projection(label, T)
         row["est_time_s"] = est_t
-        free = _free_bytes(self.device)
+        free = available_bytes(self.device)
         if label == "fmd":
             el = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
             need = 3 * cfg.N * cfg.P_actual * el

@@ -13,7 +13,6 @@ unrolling carries the tangent :math:`Z_t v` (a P-vector) next to :math:`w_t`:
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch.func import jvp, vmap
@@ -23,7 +22,7 @@ from ..errors import check, ConfigError, MemoryBudgetError
 from ..problem import BilevelProblem
 from .. import unroll, distributed
 from ._registry import register
-from ._checks import leaves_like
+from ._checks import available_bytes, leaves_like, _human
 
 __all__ = ["fmd", "fg2u", "fg2u_zo", "fg2u_directions", "directional_derivatives", "chunk_for_budget"]
 
@@ -181,18 +180,6 @@ def fmd(problem, alpha, cost, *, chunk: int | None = None):
     return unflatten(torch.cat(values), alpha), f, keep["state"]
 
 
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def _human(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.3g} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.3g} TiB"
 
 
 def _check_memory(problem, alpha, chunk: int) -> None:
@@ -202,7 +189,7 @@ def _check_memory(problem, alpha, chunk: int) -> None:
     leaf = tree_leaves(state[0])[0]
     # tangents of the state and of the inner gradient, plus a transient copy: ~3 × chunk × P
     need = 3 * chunk * p * leaf.element_size()
-    have = _available_bytes(leaf.device)
+    have = available_bytes(leaf.device)
     if need > have:
         raise MemoryBudgetError(
             f"fmd would carry a {p:,} x {chunk:,} tangent (inner state size P x hyperparameters at once), "
