@@ -11,7 +11,7 @@ SCALE  ?= book
 # notebooks whose results `make book` recomputes instead of reusing (names or `all`)
 RECOMPUTE ?=
 
-.PHONY: setup book test lock bench clean notebooks stale
+.PHONY: setup book test lock bench clean notebooks stale check-book
 
 setup: $(VENV)/.stamp
 
@@ -25,6 +25,10 @@ $(VENV)/.stamp: requirements.txt pyproject.toml
 book: setup
 	$(PY) scripts/build_book.py --scale $(SCALE) $(if $(strip $(RECOMPUTE)),--recompute $(RECOMPUTE))
 
+# the browser and page-style check of the published book (_build/html), screenshots in _build/screenshots/
+check-book: setup
+	$(PY) scripts/check_book.py --html-dir _build/html --screenshot _build/screenshot.png
+
 stale: setup
 	$(PY) -m metagrad.provenance
 
@@ -37,7 +41,7 @@ notebooks: setup
 	$(PY) scripts/build_book.py --refresh-sources
 
 bench: setup
-	$(PY) -m metagrad.bench
+	$(PY) -m metagrad.bench --quick
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | sed 's/+cpu//' > requirements.txt
