@@ -306,7 +306,7 @@ def _wide_problem(P: int, N: int):
 
 
 def test_fmd_jacobian_too_large_for_memory(monkeypatch):
-    monkeypatch.setattr(forward_module, "_available_bytes", lambda device: 2 ** 30)  # 1 GiB free
+    monkeypatch.setattr(forward_module, "available_bytes", lambda device: 2 ** 30)  # 1 GiB free
     problem, alpha = _wide_problem(P=1_000, N=100_000)
     # need ≈ 3 · N · P · 8 bytes = 2.4e9 bytes = 2.24 GiB
     with pytest.raises(mg.MemoryBudgetError,
@@ -319,7 +319,7 @@ def test_fmd_suggested_chunk_fits(monkeypatch):
     """Following the message's advice works and still gives the exact gradient."""
     problem, alpha = small_family("hyper_cleaning", T=4)  # P = 12, N = 10: 3·N·P·8 = 2880 bytes
     exact = mg.hypergrad(problem, alpha, "rmd").grad
-    monkeypatch.setattr(forward_module, "_available_bytes", lambda device: 1_000)
+    monkeypatch.setattr(forward_module, "available_bytes", lambda device: 1_000)
     with pytest.raises(mg.MemoryBudgetError) as info:
         mg.hypergrad(problem, alpha, "fmd")
     k = int(re.search(r"chunk=k with k <= ([\d,]+)", str(info.value)).group(1).replace(",", ""))
@@ -335,7 +335,7 @@ def test_fmd_memory_message_states_a_nonzero_need(monkeypatch):
     """The need is stated in a unit that shows it: a 2880-byte need on a 1000-byte budget must
     not read 'needing about 0.00 GiB; 0.00 GiB is free'."""
     problem, alpha = small_family("hyper_cleaning", T=4)
-    monkeypatch.setattr(forward_module, "_available_bytes", lambda device: 1_000)
+    monkeypatch.setattr(forward_module, "available_bytes", lambda device: 1_000)
     with pytest.raises(mg.MemoryBudgetError) as info:
         mg.hypergrad(problem, alpha, "fmd")
     need = re.search(r"needing about ([\d.,]+)", str(info.value))
@@ -343,5 +343,5 @@ def test_fmd_memory_message_states_a_nonzero_need(monkeypatch):
 
 
 def test_fmd_within_budget_does_not_raise(monkeypatch):
-    monkeypatch.setattr(forward_module, "_available_bytes", lambda device: 10 ** 12)
+    monkeypatch.setattr(forward_module, "available_bytes", lambda device: 10 ** 12)
     mg.hypergrad(*small_family("quadratic", T=3), "fmd")
