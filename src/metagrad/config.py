@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+import torch
+
 from .errors import ConfigError
 
 __all__ = ["config_from_params"]
@@ -25,3 +27,10 @@ def config_from_params(cls, params: dict):
     if unknown:
         raise ConfigError(f"{cls.__name__} has no field(s) {unknown}; fields: {sorted(known)}")
     return cls(**{k: _freeze(v) for k, v in params.items()})
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else the CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

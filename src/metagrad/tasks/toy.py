@@ -48,11 +48,7 @@ METHODS = ("rmd", "neumann", "t1t2", "greedy", "fg2u")
 STOCHASTIC = {"fg2u"}
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else the CPU; anything else is passed to torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from ..config import resolve_device  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,7 @@ _CIFAR = {"cifar10": ("CIFAR-10", "load_cifar10", "cifar-10-batches-py"),
           "cifar100": ("CIFAR-100", "load_cifar100", "cifar-100-python")}
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else the CPU; anything else is passed to torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from ...config import resolve_device  # noqa: F401
 
 
 # ------------------------------------------------------------------------------ configuration

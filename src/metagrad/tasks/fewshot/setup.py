@@ -39,11 +39,7 @@ PAPER_10SHOT = _paper(10, (3, 4, 5), [
 ])
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else the CPU; anything else is passed to torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from ...config import resolve_device  # noqa: F401
 
 
 # ------------------------------------------------------------------------------ configuration
