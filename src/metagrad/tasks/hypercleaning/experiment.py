@@ -90,7 +90,7 @@ def _unavailable(cfg: HyperCleaningConfig, out_dir) -> dict:
         dcfg = cfg.for_dataset(dataset)
         if dataset == "digits" or all(
                 lookup(out_dir / f"{dataset}_p{p:g}_{_tag(m, g)}_s{s}.json", _run_cfg(dcfg, dataset, p, m, g, s))
-                for p in cfg.p_noise for m in dcfg.methods
+                for p in dcfg.p_noise for m in dcfg.methods
                 for g in (dcfg.gammas if m == "greedy" else (None,)) for s in cfg.seeds):
             continue
         try:
@@ -118,7 +118,7 @@ def run(cfg: HyperCleaningConfig, *, progress: bool = False, force: bool = False
                     + ". `metagrad fetch mnist` (or fashion-mnist) gets them.")
     for dataset in (d for d in cfg.datasets if d not in missing):
         dcfg = cfg.for_dataset(dataset)
-        for p in cfg.p_noise:
+        for p in dcfg.p_noise:
             for method in dcfg.methods:
                 for gamma in (dcfg.gammas if method == "greedy" else (None,)):
                     for seed in cfg.seeds:

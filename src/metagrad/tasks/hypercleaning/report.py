@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ...report import fmt_mean_ci, mean_ci
 
 from .setup import HyperCleaningConfig, METRICS, PAPER_TABLE
-from .experiment import HyperCleaningResult, label, noise_check
+from .experiment import HyperCleaningResult, _reported, label, noise_check
 
 # ------------------------------------------------------------------------------ presentation
 def _summary(result: HyperCleaningResult) -> pd.DataFrame:
@@ -122,6 +122,19 @@ def plot_curves(result: HyperCleaningResult, metric: str = "val_acc"):
     return fig
 
 
+def plot_equal_compute(result: HyperCleaningResult, metric: str = "test_acc"):
+    """The equal-compute view: each method's ``metric`` (γ of greedy as chosen) against its
+    run's total hypergradient products (products per hypergradient × outer steps) and its
+    outer-loop wall-clock, one row of panels per (dataset, p_noise)."""
+    from metagrad.figures import quality_vs_cost
+    r = _reported(result.runs, result.chosen_gamma).copy()
+    r["products"] = r["#JVPs"] * r["steps"]
+    r["wall_s"] = r["outer_wall_time_s"]
+    r["setting"] = [f"{d}, p_noise = {p:g}" for d, p in zip(r.dataset, r.p_noise)]
+    return quality_vs_cost(r, metric, ylabel=METRICS[metric] + (" (%)" if metric != "auroc" else ""),
+                           panel="setting", scale=1 if metric == "auroc" else 100)
+
+
 def _per_dataset(cfg: HyperCleaningConfig, describe) -> str:
     """``describe(config)`` once when every dataset shares it, else per dataset."""
     parts = {d: describe(cfg.for_dataset(d)) for d in cfg.datasets}
@@ -131,7 +144,8 @@ def _per_dataset(cfg: HyperCleaningConfig, describe) -> str:
 
 
 def _network(c: HyperCleaningConfig) -> str:
-    side = f", images pooled to {c.image_size}×{c.image_size}" if c.image_size else ""
+    side = (f", images pooled to {c.image_size}×{c.image_size}" if c.image_size else "") + (
+        ", last layer initialised at 0" if c.head_init == "zero" else "")
     if c.model == "mlp":
         return f"MLP, one hidden layer of {c.hidden} ReLU units{side}"
     return f"CNN: 3 conv layers (3×3, stride 2) × {c.channels} channels + linear head{side}"

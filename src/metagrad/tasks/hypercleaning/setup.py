@@ -17,7 +17,8 @@ from ..toy import resolve_device
 METHODS = ("none", "t1t2", "neumann", "greedy", "fg2u", "rmd")
 CORE = ("none", "t1t2", "neumann")            # the paper's baselines: greedy is claimed to beat them
 #: The fields ``per_dataset`` may override (the rest is shared by every dataset of a page).
-PER_DATASET_KEYS = ("methods", "gammas", "model", "hidden", "channels", "image_size", "steps", "eval_every")
+PER_DATASET_KEYS = ("p_noise", "methods", "gammas", "model", "hidden", "channels", "image_size", "head_init",
+                    "steps", "eval_every")
 METRICS = {"val_acc": "validation accuracy", "test_acc": "test accuracy", "auroc": "AUROC"}
 
 #: Table 2 of the paper (validation accuracy %, mean ± 95 % CI over 5 seeds; PAPERS.md B.3).
@@ -38,6 +39,8 @@ class HyperCleaningConfig:
     drawn disjointly per seed. ``model``: ``"mlp"`` (one hidden layer of ``hidden`` units) or
     ``"cnn"`` (three 3×3 stride-2 convolutions with ``channels`` channels and a linear head).
     ``image_size``: images average-pooled to this side first (``None``: as stored).
+    ``head_init``: the last linear layer starts ``"uniform"`` (PyTorch's default) or at
+    ``"zero"`` (uniform predictions; the CNN leaves the chance plateau within T = 10 steps only so).
     ``per_dataset[name]`` overrides any of :data:`PER_DATASET_KEYS` for one dataset (e.g. the
     CNN on MNIST, the MLP on the 8×8 digits); :meth:`for_dataset` applies it."""
     scale: str = "smoke"
@@ -54,6 +57,7 @@ class HyperCleaningConfig:
     hidden: int = 32
     channels: int = 8
     image_size: int | None = None
+    head_init: str = "uniform"
     per_dataset: dict = field(default_factory=dict)
     T: int = 10
     inner_lr: float = 0.1
@@ -73,6 +77,7 @@ class HyperCleaningConfig:
             check(name in self.datasets, f"per_dataset names {name!r}, which is not in datasets {list(self.datasets)}")
             bad = sorted(set(over) - set(PER_DATASET_KEYS))
             check(not bad, f"per_dataset[{name!r}] overrides {bad}; only {list(PER_DATASET_KEYS)} may differ per dataset")
+        check(self.head_init in ("uniform", "zero"), f"head_init must be 'uniform' or 'zero', got {self.head_init!r}")
         check(self.image_size is None or (isinstance(self.image_size, int) and self.image_size >= 4),
               f"image_size must be None or an integer ≥ 4, got {self.image_size!r}")
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -105,8 +110,10 @@ class HyperCleaningConfig:
         for k in ("scale", "datasets", "p_noise", "methods", "gammas", "seeds", "sizes", "data_root",
                   "device", "checkpoint_every", "results_dir", "checkpoint_dir", "per_dataset"):
             d.pop(k)
-        if self.image_size is None:   # keeps the keys of runs made before the field existed
+        if self.image_size is None:   # keeps the keys of runs made before these fields existed
             d.pop("image_size")
+        if self.head_init == "uniform":
+            d.pop("head_init")
         if self.model == "mlp":
             d.pop("channels")
         else:
@@ -155,9 +162,12 @@ def init_params(cfg: HyperCleaningConfig, image_shape, num_classes: int, g: torc
     c, h, _ = image_shape
     if cfg.model == "mlp":
         d = c * h * h
-        return {"W1": _uniform((d, cfg.hidden), d ** -0.5, g), "b1": _uniform((cfg.hidden,), d ** -0.5, g),
-                "W2": _uniform((cfg.hidden, num_classes), cfg.hidden ** -0.5, g),
-                "b2": _uniform((num_classes,), cfg.hidden ** -0.5, g)}
+        w = {"W1": _uniform((d, cfg.hidden), d ** -0.5, g), "b1": _uniform((cfg.hidden,), d ** -0.5, g),
+             "W2": _uniform((cfg.hidden, num_classes), cfg.hidden ** -0.5, g),
+             "b2": _uniform((num_classes,), cfg.hidden ** -0.5, g)}
+        if cfg.head_init == "zero":
+            w["W2"], w["b2"] = torch.zeros_like(w["W2"]), torch.zeros_like(w["b2"])
+        return w
     w, cin, side = {}, c, h
     for i in range(3):  # He (Kaiming-normal) init: with the uniform default the CNN barely moves in T = 10 steps
         w[f"conv{i}"] = torch.randn((cfg.channels, cin, 3, 3), generator=g, dtype=torch.float64) * (2 / (cin * 9)) ** 0.5
@@ -165,6 +175,8 @@ def init_params(cfg: HyperCleaningConfig, image_shape, num_classes: int, g: torc
         cin, side = cfg.channels, (side + 1) // 2
     d = cfg.channels * side * side
     w["W"], w["b"] = _uniform((d, num_classes), d ** -0.5, g), _uniform((num_classes,), d ** -0.5, g)
+    if cfg.head_init == "zero":
+        w["W"], w["b"] = torch.zeros_like(w["W"]), torch.zeros_like(w["b"])
     return w
 
 
