@@ -25,8 +25,9 @@ def arm(method: str, depth: int) -> str:
     return "uniform" if method == "uniform" else f"{method}-d{int(depth)}"
 
 
-def _label(method, depth) -> str:
-    return {"uniform": "uniform weights (no meta-learning)", "rmd": f"RGU (rmd), depth {depth}",
+def _label(method, depth, budget_depth=None) -> str:
+    over = " (over the memory budget)" if method == "rmd" and budget_depth and depth > budget_depth else ""
+    return {"uniform": "uniform weights (no meta-learning)", "rmd": f"RGU (rmd), depth {depth}{over}",
             "fg2u": f"(FG)²U, depth {depth}"}[method]
 
 
@@ -61,7 +62,8 @@ def setup_table(cfg: S.LMConfig, result: LMResult | None = None) -> pd.DataFrame
 def _summary(result: LMResult) -> pd.DataFrame:
     rows = []
     for (m, d), g in result.runs.groupby(["method", "depth"], sort=False):
-        row = {"method": m, "depth": d, "arm": arm(m, d), "label": _label(m, d), "seeds": len(g)}
+        row = {"method": m, "depth": d, "arm": arm(m, d), "label": _label(m, d, result.config.memory_budget_depth),
+               "seeds": len(g)}
         for k in ("em", "f1", "answer_nll"):
             row[k], row[k + "_ci"] = mean_ci(g[k].to_numpy(float))
         t = (g.outer_wall_time_s / g.steps.clip(lower=1)).mean()
@@ -237,7 +239,7 @@ def facts(result: LMResult, report=None) -> dict:
 
     def f1(a):
         return f"{s.f1[a]:.1f} ± {np.nan_to_num(s.f1_ci[a]):.1f}" if a in s.index else "not run"
-    rd = [arm("rmd", d) for d in cfg.rmd_depths]
+    rd = [arm("rmd", d) for d in (*cfg.rmd_depths, *cfg.rmd_extra_depths)]
     fd = [arm("fg2u", d) for d in cfg.fg2u_depths]
     return {"seeds": len(cfg.seeds), "steps": cfg.steps, "b": cfg.fg2u_b,
             "f1_uniform": f1("uniform"),
@@ -263,9 +265,12 @@ def evidence_rows(folder: Path) -> pd.DataFrame:
         c, r = p["config"], p["result"]
         sm = r.get("outer_loss_smoothed", [])
         d = detect(sm, steps=r.get("steps"), final_metrics=[r["f1"], r["answer_nll"]])
+        div = (d.diverged, d.reason, d.at_step)
+        if r.get("nonfinite_hypergradient_at") and not d.diverged:  # the run stopped there
+            div = (True, "non-finite hypergradient", r["nonfinite_hypergradient_at"])
         rows.append({"arm": arm(c["method"], c["depth"]), "seed": c["seed"], "depth": c["depth"],
-                     **{k: r[k] for k in ("em", "f1", "answer_nll")}, "diverged": d.diverged,
-                     "diverged_reason": d.reason, "diverged_at": d.at_step})
+                     **{k: r[k] for k in ("em", "f1", "answer_nll")}, "diverged": div[0],
+                     "diverged_reason": div[1], "diverged_at": div[2]})
     mem_file = Path(folder) / "memory.json"
     if mem_file.is_file():
         p = json.loads(mem_file.read_text())
