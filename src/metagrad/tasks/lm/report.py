@@ -250,7 +250,34 @@ def facts(result: LMResult, report=None) -> dict:
             "crossing": f"{m['crossing_depth']:.1f}", "r2": f"{m['rgu_memory_r2']:.3f}",
             "fg2u_growth": f"{m['fg2u_memory_growth']:.3f}",
             "chunk": int(result.memory[result.memory.as_run.astype(bool)].chunk.iloc[0]),
-            "wall_min": f"{result.wall_time_s / 60:.1f}", "cpu_min": f"{result.cpu_time_s / 60:.1f}"}
+            "wall_min": f"{result.wall_time_s / 60:.1f}", "cpu_min": f"{result.cpu_time_s / 60:.1f}",
+            "params": f"{result.base.pretrain.get('result', {}).get('parameters', 0):,}",
+            **_gradient_facts(result)}
+
+
+def _gradient_facts(result: LMResult) -> dict:
+    """The exact hypergradient's norm and (FG)²U's mean cosine per depth; the trained runs
+    whose weights moved by at most one outer step (Adam's lr) from uniform."""
+    out = {}
+    if result.gradient_check is not None:
+        g = result.gradient_check["result"]
+        out["grad_norms"] = "; ".join(f"depth {r['depth']}: {r['exact_norm']:.2g}" for r in g)
+        out["cosines"] = "; ".join(f"depth {r['depth']}: {np.nanmean(r['cosines']):.2f}" for r in g)
+        out["cosine_predicted"] = f"{g[0]['predicted_cosine']:.2f}"
+    t = result.runs[result.runs.method != "uniform"]
+    stuck = t[t.alpha_max <= result.config.outer_lr * (1 + 1e-6)]
+    out["stuck"] = (", ".join(f"{arm(m, d)} seed {s}" for m, d, s in zip(stuck.method, stuck.depth, stuck.seed))
+                    or "none")
+    try:
+        w = token_weight_table(result).drop(columns=["position", "token"]).groupby("role").mean()
+        out["weights"] = "; ".join(f"{a}: " + ", ".join(f"{r} {w[a][r]:.2f}" for r in w.index) for a in w.columns)
+    except (FileNotFoundError, KeyError, ValueError):
+        out["weights"] = "not available"
+    extra = [arm("rmd", d) for d in result.config.rmd_extra_depths]
+    s = _summary(result).set_index("arm")
+    out["f1_extra"] = "; ".join(f"depth {a.split('-d')[1]}: {s.f1[a]:.1f} ± {np.nan_to_num(s.f1_ci[a]):.1f}"
+                                for a in extra if a in s.index) or "not run at this scale"
+    return out
 
 
 # ------------------------------------------------------------------------------ the claims' evidence
