@@ -132,6 +132,7 @@ class LMResult:
     budget_MiB: float = 0.0
     config: S.LMConfig = field(repr=False, default=None)
     gradient_check: dict = field(repr=False, default=None)
+    compute_s: float = 0.0  # wall time the result files took to compute (sum of their provenance)
 
 
 def units(cfg: S.LMConfig) -> list[tuple[str, int]]:
@@ -150,6 +151,7 @@ def run(cfg: S.LMConfig, *, progress: bool = True, force: bool = False) -> LMRes
     mem = memory_sweep(cfg, base, progress=progress)
     budget, chunk = budget_bytes(cfg, mem), run_chunk(mem)
     rows = []
+    compute_s = sum(float(p["provenance"].get("wall_time_s") or 0) for p in (base.pretrain, mem) if p)
     for method, depth in units(cfg):
         for seed in cfg.seeds:
             name = f"{method}_d{depth}_s{seed}" if method != "uniform" else f"uniform_s{seed}"
@@ -163,12 +165,15 @@ def run(cfg: S.LMConfig, *, progress: bool = True, force: bool = False) -> LMRes
                              checkpoint=ck_dir / f"{name}_{config_hash(run_cfg)}.pt", run_config=run_cfg)
             payload = cached(out_dir / f"{name}.json", run_cfg, compute, force=force, device=str(base.device))
             r = payload["result"]
+            compute_s += float(payload["provenance"].get("wall_time_s") or 0)
             rows.append({"method": method, "depth": depth, "seed": seed,
                          **{k: r[k] for k in ("em", "f1", "answer_nll", "steps", "jvps", "vjps", "outer_wall_time_s")},
                          "chunk": (r.get("options") or {}).get("chunk"),
                          "alpha_max": max(abs(x) for v in r["alpha"].values() for x in v),
+                         "stopped_at": r.get("nonfinite_hypergradient_at"),
                          "run_wall_time_s": payload["provenance"]["wall_time_s"]})
     from .diagnostics import gradient_check
     grad = gradient_check(cfg, base, chunk, depths=(cfg.memory_budget_depth, *cfg.fg2u_depths), progress=progress)
+    compute_s += float(grad["provenance"].get("wall_time_s") or 0)
     return LMResult(pd.DataFrame(rows), pd.DataFrame(mem["result"]), base, time.perf_counter() - start,
-                    time.process_time() - cpu0, budget / 2**20, cfg, grad)
+                    time.process_time() - cpu0, budget / 2**20, cfg, grad, compute_s)

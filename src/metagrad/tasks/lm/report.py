@@ -252,6 +252,7 @@ def facts(result: LMResult, report=None) -> dict:
             "chunk": int(result.memory[result.memory.as_run.astype(bool)].chunk.iloc[0]),
             "wall_min": f"{result.wall_time_s / 60:.1f}", "cpu_min": f"{result.cpu_time_s / 60:.1f}",
             "params": f"{result.base.pretrain.get('result', {}).get('parameters', 0):,}",
+            "compute_min": f"{result.compute_s / 60:.1f}",
             **_gradient_facts(result)}
 
 
