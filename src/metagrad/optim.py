@@ -180,7 +180,10 @@ def _is_zero(x) -> bool:
 
 
 def _number(s) -> bool:
-    return isinstance(s, (int, float)) and not isinstance(s, bool)
+    """A plain number, outside ``torch.compile``: the fused form is eager-only (under
+    ``torch.compile`` in torch 2.13 the compiled step came out as if ``alpha`` were 1 — caught by
+    the benchmark's compiled-vs-uncompiled check and by tests/test_speed.py)."""
+    return isinstance(s, (int, float)) and not isinstance(s, bool) and not torch.compiler.is_compiling()
 
 
 def _axpy(y, s, x):
