@@ -12,6 +12,7 @@ import torch
 import metagrad as mg
 from metagrad import unroll
 from metagrad._tree import flatten
+from metagrad.data import DataNotFoundError
 from metagrad.errors import ConfigError
 from metagrad.tasks import condensation as C
 
@@ -93,11 +94,14 @@ def test_resume_after_interruption_gives_the_same_run(tmp_path):
     assert [r["step"] for r in records] == list(range(1, 19))
 
 
-def test_cifar_configuration_fails_with_a_clear_message():
-    with pytest.raises(ConfigError, match=r"CIFAR-10 .*load_cifar10.*cifar-10-batches-py"):
+def test_cifar_without_files_fails_with_the_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("METAGRAD_DATA", str(tmp_path))  # an empty data root
+    with pytest.raises(DataNotFoundError, match=r"(?s)cifar-10-binary.tar.gz.*metagrad fetch cifar10"):
         C.load_data(C.Setup(dataset="cifar10", depth=3))
-    with pytest.raises(ConfigError, match=r"'cifar100' \(CIFAR-100\).*remove 'cifar100' from `datasets`"):
-        C.run_table1(C.Setup(), {"RGU (full)": {"method": "rmd"}}, datasets=("digits", "cifar100"))
+    with pytest.raises(DataNotFoundError, match=r"(?s)cifar-100-binary.tar.gz.*metagrad fetch cifar100"):
+        C.run_table1(C.Setup(), {"RGU (full)": {"method": "rmd"}}, datasets=("digits", "cifar100"),
+                     out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before any run
 
 
 def test_degenerate_depth_is_refused():

@@ -227,7 +227,12 @@ def _memory_time(folder: Path) -> pd.DataFrame:
     return pd.DataFrame([page])
 
 
-ADAPTERS = {"greedy_hypercleaning": _hypercleaning, "greedy_fewshot": _fewshot,
+def _lm(folder: Path) -> pd.DataFrame:
+    from .tasks.lm import evidence_rows  # the page's own reader (arms rmd-d<depth>, fg2u-d<depth>)
+    return evidence_rows(folder)
+
+
+ADAPTERS = {"fg2u_lm": _lm, "greedy_hypercleaning": _hypercleaning, "greedy_fewshot": _fewshot,
             "fg2u_condensation": _condensation, "fg2u_two_phase": _two_phase, "fg2u_pde": _pde,
             "greedy_toy": _toy, "fg2u_gradient_quality": _gradient_quality,
             "fg2u_memory_time": _memory_time, "greedy_features": _memory_time}

@@ -262,7 +262,8 @@ def fetch(datasets: str | Iterable[str] = "all", root: str | os.PathLike | None 
           timeout: float = 60.0, quiet: bool = False,
           select: Callable[[Resource], bool] | None = None,
           deadline: float | None = None) -> list[Path]:
-    """Fetch one or more data sets (``mnist``, ``fashion-mnist``, ``omniglot``, ``pde``, ``all``).
+    """Fetch one or more data sets (``mnist``, ``fashion-mnist``, ``omniglot``, ``pde``,
+    ``cifar10``, ``cifar100``, or ``all`` = every one except CIFAR-10/100).
 
     ``root`` follows the usual rule (argument > ``$METAGRAD_DATA`` > ``~/.cache/metagrad/data``).
     ``select`` keeps only the resources for which it returns true. Returns the paths of the

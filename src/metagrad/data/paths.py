@@ -7,7 +7,7 @@ The data root is chosen, in order, from
 3. the default ``~/.cache/metagrad/data``.
 
 Under the root, each data set has its own folder: ``mnist/``, ``fashion-mnist/``, ``omniglot/``,
-``pde/`` (the layout of the ``shared/data`` folder the tests use, and what ``metagrad fetch``
+``pde/``, ``cifar-10/``, ``cifar-100/`` (the layout of the ``shared/data`` folder the tests use, and what ``metagrad fetch``
 writes).
 """
 from __future__ import annotations
@@ -49,12 +49,14 @@ class ChecksumError(MetagradError, ValueError):
 
 class DataCorruptError(MetagradError, ValueError):
     """A data file is present but unreadable or inconsistent (truncated gzip, broken zip, a label
-    out of range). The message names the file and the ``metagrad fetch ... --force`` command."""
+    out of range). The message names the file and the ``metagrad fetch ... --force`` command
+    (``root``: the data root; default the folder above the file's folder)."""
 
-    def __init__(self, path: str | os.PathLike, problem: str, dataset: str | None = None):
+    def __init__(self, path: str | os.PathLike, problem: str, dataset: str | None = None, *,
+                 root: str | os.PathLike | None = None):
         self.path = Path(path)
         dataset = dataset or self.path.parent.name
-        root = self.path.parent.parent
+        root = self.path.parent.parent if root is None else Path(root)
         super().__init__(
             f"{self.path} is corrupt: {problem}. Download it again with\n"
             f"    {fetch_command(dataset, root, force=True)}\n"

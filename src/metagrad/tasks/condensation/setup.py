@@ -35,8 +35,7 @@ PAPER_FIGURE1 = {"TRGU": 2.9, "Hessian-free": 2.85, "(FG)²U": 1.1}
 
 #: data set name -> how the paper's tables name it.
 PAPER_NAMES = {"digits": "digits", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-_CIFAR = {"cifar10": ("CIFAR-10", "load_cifar10", "cifar-10-batches-py"),
-          "cifar100": ("CIFAR-100", "load_cifar100", "cifar-100-python")}
+_CIFAR = {"cifar10": ("CIFAR-10", 10), "cifar100": ("CIFAR-100", 100)}  # name, classes
 
 
 from ...config import resolve_device  # noqa: F401
@@ -50,8 +49,11 @@ class Setup:
     Data: ``dataset`` (``digits`` at ``image_size``, ``mnist``, ``cifar10``, ``cifar100``);
     ``pool_size``/``test_size`` real images drawn *disjointly* from one split with
     :func:`metagrad.data.disjoint_split` (seed ``split_seed``) — for MNIST from the 10 000-image
-    test split (the only one the shared data holds) unless ``official_split`` (pool = the 60 000
-    training images, test = the 10 000 test images; needs ``metagrad fetch mnist``).
+    test split (the only one the shared data holds) unless ``official_split`` (pool = the first
+    ``pool_size`` of the 60 000 training images, test = the first ``test_size`` of the 10 000 test
+    images; needs ``metagrad fetch mnist``). CIFAR-10/100 (3×32×32, 10/100 classes, fine labels;
+    ``metagrad fetch cifar10`` / ``cifar100``) are split the same way from the official 50 000 /
+    10 000 images.
     Net: depth-``depth`` ConvNet of ``width`` channels, InstanceNorm with ``norm_eps``.
     Inner run: ``T`` steps of SGD (``inner_lr``; heavy-ball ``inner_momentum`` if > 0) on the
     synthetic images with L2 ``weight_decay``. Outer loss: ``real_batch`` real images per step.
@@ -129,22 +131,25 @@ class CondensationData:
 
 
 def _check_available(dataset: str) -> None:
+    """Fail fast, before any run, when a CIFAR archive is missing: raises
+    :class:`~metagrad.data.DataNotFoundError` naming the folder and ``metagrad fetch NAME``."""
     if dataset in _CIFAR:
-        name, loader, folder = _CIFAR[dataset]
-        raise ConfigError(
-            f"dataset {dataset!r} ({name}) cannot run: metagrad.data has no {name} loader yet "
-            f"(missing: metagrad.data.{loader} and the files under $METAGRAD_DATA/{dataset}/"
-            f"{folder}). The configuration is kept for users who add both; until then remove "
-            f"{dataset!r} from `datasets` (e.g. in params/fg2u_condensation.paper.yaml).")
+        from ...data.cifar import _source
+        _source(dataset, "test", None)
+        _source(dataset, "train", None)
 
 
 def data_source(setup: Setup) -> str:
     """Where the real images of ``setup`` come from, in words (without loading them)."""
-    _check_available(setup.dataset)
+    if setup.dataset in _CIFAR and setup.official_split:
+        name, _ = _CIFAR[setup.dataset]
+        return (f"{name} official splits: pool = the first {setup.pool_size} of the 50 000 "
+                f"training images, test = the first {setup.test_size} of the 10 000 test images")
     if setup.dataset == "mnist" and setup.official_split:
         return (f"MNIST official splits: pool = the first {setup.pool_size} of the 60 000 training "
                 f"images, test = the first {setup.test_size} of the 10 000 test images")
-    what = ("the 10 000-image MNIST test split" if setup.dataset == "mnist" else
+    what = (f"the 10 000-image {PAPER_NAMES[setup.dataset]} test split"
+            if setup.dataset in ("mnist", *_CIFAR) else
             f"scikit-learn's 1 797 digits at {setup.image_size}x{setup.image_size}")
     return (f"pool ({setup.pool_size}) and test set ({setup.test_size}) drawn disjointly from "
             f"{what} (split seed {setup.split_seed})")
@@ -156,22 +161,31 @@ def load_data(setup: Setup) -> CondensationData:
     ``digits``: scikit-learn's 8×8 digits (embedded, no files; ``image_size`` resizes), pool and
     test drawn disjointly from its 1 797 images. ``mnist``: pool and test drawn disjointly from
     the 10 000-image MNIST test split, or the official train/test splits (``official_split``).
-    ``cifar10``/``cifar100`` raise :class:`~metagrad.errors.ConfigError` naming what is missing.
+    ``cifar10``/``cifar100``: the same with :func:`metagrad.data.load_cifar` (fine labels); a
+    missing archive raises :class:`~metagrad.data.DataNotFoundError` naming ``metagrad fetch``.
     """
     from ... import data as md
     source = data_source(setup)
     kw = dict(dtype=setup.torch_dtype)
-    if setup.dataset == "mnist" and setup.official_split:
-        px, py = md.load_mnist("train", **kw)
-        tx, ty = md.load_mnist("test", **kw)
+
+    def split(name):
+        if setup.dataset in _CIFAR:
+            return md.load_cifar(setup.dataset, name, **kw)
+        return md.load_mnist(name, **kw)
+    if setup.dataset in ("mnist", *_CIFAR) and setup.official_split:
+        (px, py), (tx, ty) = split("train"), split("test")
+        check(setup.pool_size <= len(px) and setup.test_size <= len(tx),
+              f"pool_size={setup.pool_size} / test_size={setup.test_size} exceed the {len(px)} "
+              f"training / {len(tx)} test images of {setup.dataset}; lower them")
         pool_idx = torch.arange(len(px))[:setup.pool_size]
         test_idx = torch.arange(len(tx))[:setup.test_size]
     else:
-        x, y = (md.load_mnist("test", **kw) if setup.dataset == "mnist"
+        x, y = (split("test") if setup.dataset in ("mnist", *_CIFAR)
                 else md.load_digits(size=setup.image_size, **kw))
         pool_idx, test_idx = md.disjoint_split(len(x), (setup.pool_size, setup.test_size),
                                                seed=setup.split_seed)
         px, py, tx, ty = x, y, x, y
     dev = resolve_device(setup.device)
+    n_classes = _CIFAR[setup.dataset][1] if setup.dataset in _CIFAR else int(py.max()) + 1
     return CondensationData(px[pool_idx].to(dev), py[pool_idx].to(dev), tx[test_idx].to(dev),
-                            ty[test_idx].to(dev), int(py.max()) + 1, source)
+                            ty[test_idx].to(dev), n_classes, source)

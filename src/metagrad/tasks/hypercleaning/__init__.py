@@ -21,6 +21,6 @@ from __future__ import annotations
 
 from .setup import METHODS, CORE, METRICS, PAPER_TABLE, HyperCleaningConfig, load_dataset, corrupt_labels, Instance, _uniform, init_params, net, inner_loss, outer_loss, build, evaluate  # noqa: F401
 from .experiment import _options, _tag, label, _r, train, HyperCleaningResult, _run_cfg, _unavailable, run, _choose_gamma, _reported, expected_cost, cost_check, noise_check  # noqa: F401
-from .report import _summary, paper_table, display_table, plot_accuracy, plot_curves, setup_table, timings, facts  # noqa: F401
+from .report import _summary, paper_table, display_table, plot_accuracy, plot_curves, setup_table, timings, facts, plot_equal_compute  # noqa: F401
 
-__all__ = ["HyperCleaningConfig", "HyperCleaningResult", "Instance", "PAPER_TABLE", "paper_table", "load_dataset", "corrupt_labels", "build", "evaluate", "train", "run", "display_table", "cost_check", "noise_check", "plot_accuracy", "plot_curves", "setup_table", "facts", "expected_cost"]
+__all__ = ["HyperCleaningConfig", "HyperCleaningResult", "Instance", "PAPER_TABLE", "paper_table", "load_dataset", "corrupt_labels", "build", "evaluate", "train", "run", "display_table", "cost_check", "noise_check", "plot_accuracy", "plot_curves", "plot_equal_compute", "setup_table", "facts", "expected_cost"]

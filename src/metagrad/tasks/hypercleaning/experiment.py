@@ -87,10 +87,11 @@ def _unavailable(cfg: HyperCleaningConfig, out_dir) -> dict:
     from ...data import DataNotFoundError
     out = {}
     for dataset in cfg.datasets:
+        dcfg = cfg.for_dataset(dataset)
         if dataset == "digits" or all(
-                lookup(out_dir / f"{dataset}_p{p:g}_{_tag(m, g)}_s{s}.json", _run_cfg(cfg, dataset, p, m, g, s))
-                for p in cfg.p_noise for m in cfg.methods
-                for g in (cfg.gammas if m == "greedy" else (None,)) for s in cfg.seeds):
+                lookup(out_dir / f"{dataset}_p{p:g}_{_tag(m, g)}_s{s}.json", _run_cfg(dcfg, dataset, p, m, g, s))
+                for p in dcfg.p_noise for m in dcfg.methods
+                for g in (dcfg.gammas if m == "greedy" else (None,)) for s in cfg.seeds):
             continue
         try:
             load_dataset(dataset, cfg.data_root)
@@ -116,19 +117,20 @@ def run(cfg: HyperCleaningConfig, *, progress: bool = False, force: bool = False
                     "lacks them): " + "; ".join(f"{d} ({why})" for d, why in missing.items())
                     + ". `metagrad fetch mnist` (or fashion-mnist) gets them.")
     for dataset in (d for d in cfg.datasets if d not in missing):
-        for p in cfg.p_noise:
-            for method in cfg.methods:
-                for gamma in (cfg.gammas if method == "greedy" else (None,)):
+        dcfg = cfg.for_dataset(dataset)
+        for p in dcfg.p_noise:
+            for method in dcfg.methods:
+                for gamma in (dcfg.gammas if method == "greedy" else (None,)):
                     for seed in cfg.seeds:
                         name = f"{dataset}_p{p:g}_{_tag(method, gamma)}_s{seed}"
-                        run_cfg = _run_cfg(cfg, dataset, p, method, gamma, seed)
+                        run_cfg = _run_cfg(dcfg, dataset, p, method, gamma, seed)
 
                         def compute():
                             if dataset not in data:
                                 data[dataset] = load_dataset(dataset, cfg.data_root)
-                            inst = build(cfg, dataset, p, seed, data=data[dataset], device=device)
+                            inst = build(dcfg, dataset, p, seed, data=data[dataset], device=device)
                             # named by config hash; cached() deletes it once the result is saved
-                            return train(cfg, inst, method, seed, gamma=gamma,
+                            return train(dcfg, inst, method, seed, gamma=gamma,
                                          checkpoint=ck_dir / f"{name}_{config_hash(run_cfg)}.pt",
                                          progress=progress, run_config=run_cfg)
                         payload = cached(out_dir / f"{name}.json", run_cfg, compute, force=force, device=str(device))

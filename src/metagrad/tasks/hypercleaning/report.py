@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ...report import fmt_mean_ci, mean_ci
 
 from .setup import HyperCleaningConfig, METRICS, PAPER_TABLE
-from .experiment import HyperCleaningResult, label, noise_check
+from .experiment import HyperCleaningResult, _reported, label, noise_check
 
 # ------------------------------------------------------------------------------ presentation
 def _summary(result: HyperCleaningResult) -> pd.DataFrame:
@@ -122,23 +122,53 @@ def plot_curves(result: HyperCleaningResult, metric: str = "val_acc"):
     return fig
 
 
+def plot_equal_compute(result: HyperCleaningResult, metric: str = "test_acc"):
+    """The equal-compute view: each method's ``metric`` (γ of greedy as chosen) against its
+    run's total hypergradient products (products per hypergradient × outer steps) and its
+    outer-loop wall-clock, one row of panels per (dataset, p_noise)."""
+    from metagrad.figures import quality_vs_cost
+    r = _reported(result.runs, result.chosen_gamma).copy()
+    r["products"] = r["#JVPs"] * r["steps"]
+    r["wall_s"] = r["outer_wall_time_s"]
+    r["setting"] = [f"{d}, p_noise = {p:g}" for d, p in zip(r.dataset, r.p_noise)]
+    return quality_vs_cost(r, metric, ylabel=METRICS[metric] + (" (%)" if metric != "auroc" else ""),
+                           panel="setting", scale=1 if metric == "auroc" else 100)
+
+
+def _per_dataset(cfg: HyperCleaningConfig, describe) -> str:
+    """``describe(config)`` once when every dataset shares it, else per dataset."""
+    parts = {d: describe(cfg.for_dataset(d)) for d in cfg.datasets}
+    if len(set(parts.values())) == 1:
+        return next(iter(parts.values()))
+    return "; ".join(f"{d}: {v}" for d, v in parts.items())
+
+
+def _network(c: HyperCleaningConfig) -> str:
+    side = (f", images pooled to {c.image_size}×{c.image_size}" if c.image_size else "") + (
+        ", last layer initialised at 0" if c.head_init == "zero" else "")
+    if c.model == "mlp":
+        return f"MLP, one hidden layer of {c.hidden} ReLU units{side}"
+    return f"CNN: 3 conv layers (3×3, stride 2) × {c.channels} channels + linear head{side}"
+
+
 def setup_table(cfg: HyperCleaningConfig) -> pd.DataFrame:
     """Our settings beside the paper's (PAPERS.md B.3)."""
     sizes = "; ".join(f"{d}: {' / '.join(map(str, cfg.sizes[d]))}" for d in cfg.datasets)
-    model = (f"MLP, one hidden layer of {cfg.hidden} ReLU units" if cfg.model == "mlp" else
-             f"CNN: 3 conv layers (3×3, stride 2) × {cfg.channels} channels + linear head")
     rows = [
         ("data", ", ".join(cfg.datasets) + " (MNIST: its 10 000-image test split, cut disjointly)",
          "MNIST, Fashion-MNIST"),
         ("train / validation / test", sizes, "1 000 / whole test split / — (validation = test)"),
         ("label noise p_noise", ", ".join(f"{p:g}" for p in cfg.p_noise) + " (a random other class)", "0.3, 0.5"),
-        ("network", model, "3-layer CNN, 8 channels"),
+        ("network", _per_dataset(cfg, _network), "3-layer CNN, 8 channels, 28×28"),
         ("inner loop", f"full-batch SGD lr {cfg.inner_lr:g}, momentum {cfg.inner_momentum:g}, T = {cfg.T}",
          "full-batch SGD lr 0.1, momentum 0.9, T = 10"),
-        ("outer loop", f"Adam lr {cfg.outer_lr:g}, {cfg.steps} steps, α₀ = 0", "Adam lr 0.1, 200 steps"),
-        ("γ grid (greedy)", ", ".join(f"{g:g}" for g in cfg.gammas), "0.9, 0.99, 0.999 (0.9 best)"),
-        ("other methods", f"IFT({cfg.neumann_K}) = Neumann, (FG)²U b = {cfg.fg2u_b}, full RMD",
-         "IFT(5)"),
+        ("outer loop", _per_dataset(cfg, lambda c: f"Adam lr {c.outer_lr:g}, {c.steps} steps, α₀ = 0"),
+         "Adam lr 0.1, 200 steps"),
+        ("γ grid (greedy)", _per_dataset(cfg, lambda c: ", ".join(f"{g:g}" for g in c.gammas)),
+         "0.9, 0.99, 0.999 (0.9 best)"),
+        ("methods", _per_dataset(cfg, lambda c: ", ".join(label(c, m, g) for m in c.methods
+                                                           for g in (c.gammas if m == "greedy" else (None,)))),
+         "no HPO, T1−T2, IFT(5), greedy"),
         ("seeds", str(len(cfg.seeds)), "5"),
     ]
     return pd.DataFrame(rows, columns=["", "ours", "paper"])
@@ -155,7 +185,8 @@ def facts(result: HyperCleaningResult) -> dict:
     """Numbers and sentences for the page's prose (to ``glue``)."""
     cfg = result.config
     s = _summary(result)
-    out = {"n_seeds": len(cfg.seeds), "steps": cfg.steps, "datasets": ", ".join(cfg.datasets),
+    out = {"n_seeds": len(cfg.seeds), "steps": _per_dataset(cfg, lambda c: str(c.steps)),
+           "datasets": ", ".join(f"{d}, {_network(cfg.for_dataset(d))}" for d in cfg.datasets),
            "gammas": "; ".join(f"{d} p = {p:g}: γ = {g:g}" for (d, p), g in result.chosen_gamma.items()) or "none",
            "corrupted": "; ".join(f"{r.dataset}, p = {r.p_noise:g}: {r['corrupted fraction']:.3f}"
                                   for _, r in noise_check(result).iterrows())}

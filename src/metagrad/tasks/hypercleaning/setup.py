@@ -16,6 +16,9 @@ from ..toy import resolve_device
 
 METHODS = ("none", "t1t2", "neumann", "greedy", "fg2u", "rmd")
 CORE = ("none", "t1t2", "neumann")            # the paper's baselines: greedy is claimed to beat them
+#: The fields ``per_dataset`` may override (the rest is shared by every dataset of a page).
+PER_DATASET_KEYS = ("p_noise", "methods", "gammas", "model", "hidden", "channels", "image_size", "head_init",
+                    "steps", "eval_every")
 METRICS = {"val_acc": "validation accuracy", "test_acc": "test accuracy", "auroc": "AUROC"}
 
 #: Table 2 of the paper (validation accuracy %, mean ± 95 % CI over 5 seeds; PAPERS.md B.3).
@@ -34,7 +37,12 @@ PAPER_TABLE = pd.DataFrame(
 class HyperCleaningConfig:
     """Everything that defines the experiment. ``sizes[dataset]`` = (train, validation, test),
     drawn disjointly per seed. ``model``: ``"mlp"`` (one hidden layer of ``hidden`` units) or
-    ``"cnn"`` (three 3×3 stride-2 convolutions with ``channels`` channels and a linear head)."""
+    ``"cnn"`` (three 3×3 stride-2 convolutions with ``channels`` channels and a linear head).
+    ``image_size``: images average-pooled to this side first (``None``: as stored).
+    ``head_init``: the last linear layer starts ``"uniform"`` (PyTorch's default) or at
+    ``"zero"`` (uniform predictions; the CNN leaves the chance plateau within T = 10 steps only so).
+    ``per_dataset[name]`` overrides any of :data:`PER_DATASET_KEYS` for one dataset (e.g. the
+    CNN on MNIST, the MLP on the 8×8 digits); :meth:`for_dataset` applies it."""
     scale: str = "smoke"
     datasets: tuple = ("digits",)
     p_noise: tuple = (0.3, 0.5)
@@ -48,6 +56,9 @@ class HyperCleaningConfig:
     model: str = "mlp"
     hidden: int = 32
     channels: int = 8
+    image_size: int | None = None
+    head_init: str = "uniform"
+    per_dataset: dict = field(default_factory=dict)
     T: int = 10
     inner_lr: float = 0.1
     inner_momentum: float = 0.9
@@ -62,6 +73,13 @@ class HyperCleaningConfig:
     checkpoint_dir: str = "checkpoints/greedy_hypercleaning"   # git-ignored; relative to the repo root
 
     def __post_init__(self):
+        for name, over in self.per_dataset.items():
+            check(name in self.datasets, f"per_dataset names {name!r}, which is not in datasets {list(self.datasets)}")
+            bad = sorted(set(over) - set(PER_DATASET_KEYS))
+            check(not bad, f"per_dataset[{name!r}] overrides {bad}; only {list(PER_DATASET_KEYS)} may differ per dataset")
+        check(self.head_init in ("uniform", "zero"), f"head_init must be 'uniform' or 'zero', got {self.head_init!r}")
+        check(self.image_size is None or (isinstance(self.image_size, int) and self.image_size >= 4),
+              f"image_size must be None or an integer ≥ 4, got {self.image_size!r}")
         unknown = sorted(set(self.methods) - set(METHODS))
         check(not unknown, f"unknown methods {unknown}; choose from {list(METHODS)}")
         check(all(0 < g <= 1 for g in self.gammas), f"gammas must be in (0, 1], got {self.gammas}")
@@ -78,12 +96,24 @@ class HyperCleaningConfig:
         """From a notebook's parameters: lists become tuples, unknown keys are refused."""
         return config_from_params(cls, params)
 
+    def for_dataset(self, name: str) -> "HyperCleaningConfig":
+        """This configuration with ``per_dataset[name]`` applied (itself when there is none)."""
+        over = self.per_dataset.get(name)
+        if not over:
+            return self
+        from dataclasses import replace
+        return replace(self, per_dataset={}, **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()})
+
     def model_key(self) -> dict:
         """The fields that define a run's computation (not where it is stored or shown)."""
         d = asdict(self)
         for k in ("scale", "datasets", "p_noise", "methods", "gammas", "seeds", "sizes", "data_root",
-                  "device", "checkpoint_every", "results_dir", "checkpoint_dir"):
+                  "device", "checkpoint_every", "results_dir", "checkpoint_dir", "per_dataset"):
             d.pop(k)
+        if self.image_size is None:   # keeps the keys of runs made before these fields existed
+            d.pop("image_size")
+        if self.head_init == "uniform":
+            d.pop("head_init")
         if self.model == "mlp":
             d.pop("channels")
         else:
@@ -132,9 +162,12 @@ def init_params(cfg: HyperCleaningConfig, image_shape, num_classes: int, g: torc
     c, h, _ = image_shape
     if cfg.model == "mlp":
         d = c * h * h
-        return {"W1": _uniform((d, cfg.hidden), d ** -0.5, g), "b1": _uniform((cfg.hidden,), d ** -0.5, g),
-                "W2": _uniform((cfg.hidden, num_classes), cfg.hidden ** -0.5, g),
-                "b2": _uniform((num_classes,), cfg.hidden ** -0.5, g)}
+        w = {"W1": _uniform((d, cfg.hidden), d ** -0.5, g), "b1": _uniform((cfg.hidden,), d ** -0.5, g),
+             "W2": _uniform((cfg.hidden, num_classes), cfg.hidden ** -0.5, g),
+             "b2": _uniform((num_classes,), cfg.hidden ** -0.5, g)}
+        if cfg.head_init == "zero":
+            w["W2"], w["b2"] = torch.zeros_like(w["W2"]), torch.zeros_like(w["b2"])
+        return w
     w, cin, side = {}, c, h
     for i in range(3):  # He (Kaiming-normal) init: with the uniform default the CNN barely moves in T = 10 steps
         w[f"conv{i}"] = torch.randn((cfg.channels, cin, 3, 3), generator=g, dtype=torch.float64) * (2 / (cin * 9)) ** 0.5
@@ -142,6 +175,8 @@ def init_params(cfg: HyperCleaningConfig, image_shape, num_classes: int, g: torc
         cin, side = cfg.channels, (side + 1) // 2
     d = cfg.channels * side * side
     w["W"], w["b"] = _uniform((d, num_classes), d ** -0.5, g), _uniform((num_classes,), d ** -0.5, g)
+    if cfg.head_init == "zero":
+        w["W"], w["b"] = torch.zeros_like(w["W"]), torch.zeros_like(w["b"])
     return w
 
 
@@ -176,6 +211,8 @@ def build(cfg: HyperCleaningConfig, dataset: str, p_noise: float, seed: int, *, 
     device = resolve_device(cfg.device) if device is None else device
     dtype = getattr(torch, cfg.dtype)
     X, Y = load_dataset(dataset, cfg.data_root) if data is None else data
+    if cfg.image_size is not None and X.shape[-1] != cfg.image_size:
+        X = F.adaptive_avg_pool2d(X.float(), cfg.image_size)   # e.g. MNIST 28×28 → 14×14 (2×2 means)
     tr, va, te = disjoint_split(len(X), cfg.sizes[dataset], seed=seed)
     g = torch.Generator().manual_seed(10_007 * seed + 1)
     y_noisy, corrupted = corrupt_labels(Y[tr], p_noise, 10, generator=g)

@@ -1,0 +1,52 @@
+"""Hyper-cleaning configuration: per-dataset settings, image pooling and the head's initialisation."""
+import pytest
+import torch
+
+from metagrad.errors import ConfigError
+from metagrad.tasks import hypercleaning as H
+from metagrad.tasks.hypercleaning.experiment import _run_cfg
+
+
+def _cfg(**kw):
+    base = dict(datasets=["digits", "mnist"], sizes={"digits": [50, 50, 50], "mnist": [50, 50, 50]}, steps=3)
+    return H.HyperCleaningConfig.from_params(**{**base, **kw})
+
+
+def test_per_dataset_overrides_only_that_dataset():
+    cfg = _cfg(per_dataset={"mnist": {"model": "cnn", "image_size": 14, "gammas": [0.9], "steps": 7}})
+    m, d = cfg.for_dataset("mnist"), cfg.for_dataset("digits")
+    assert (m.model, m.image_size, m.gammas, m.steps) == ("cnn", 14, (0.9,), 7)
+    assert d is cfg and d.model == "mlp" and d.steps == 3
+    # the run keys differ exactly where the settings do
+    assert _run_cfg(m, "mnist", 0.3, "rmd", None, 0)["model"]["model"] == "cnn"
+    assert "image_size" not in _run_cfg(d, "digits", 0.3, "rmd", None, 0)["model"]
+
+
+def test_new_fields_at_their_defaults_keep_old_run_keys():
+    key = _cfg().model_key()
+    assert "image_size" not in key and "head_init" not in key and "per_dataset" not in key
+    assert _cfg(head_init="zero").model_key()["head_init"] == "zero"
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(per_dataset={"fashion": {"model": "cnn"}}), "not in datasets"),
+    (dict(per_dataset={"mnist": {"T": 3}}), "only"),
+    (dict(head_init="normal"), "head_init"),
+    (dict(image_size=2), "image_size"),
+])
+def test_bad_settings_are_refused_by_name(kw, words):
+    with pytest.raises(ConfigError, match=words):
+        _cfg(**kw)
+
+
+def test_image_pooling_and_zero_head():
+    cfg = _cfg(datasets=["digits"], sizes={"digits": [40, 40, 40]}, model="cnn", image_size=4, head_init="zero",
+               device="cpu")
+    X = torch.rand(200, 1, 8, 8)
+    Y = torch.arange(200) % 10
+    inst = H.build(cfg, "digits", 0.3, 0, data=(X, Y))
+    assert inst.train["x"].shape[-2:] == (4, 4)
+    assert float(inst.problem.init["W"].abs().sum()) == 0.0 and float(inst.problem.init["b"].abs().sum()) == 0.0
+    assert float(inst.problem.init["conv0"].abs().sum()) > 0
+    logits = H.net(inst.problem.init, inst.val["x"])
+    assert torch.allclose(logits, torch.zeros_like(logits))
