@@ -130,23 +130,33 @@ FLOOR = "floor"
 
 
 def torchopt_available() -> str | None:
-    """TorchOpt's version when it can be imported, else None."""
+    """TorchOpt's version when it can be imported, else None (:func:`torchopt_missing` says why)."""
+    return None if torchopt_missing() else getattr(__import__("torchopt"), "__version__", "unknown")
+
+
+def torchopt_missing() -> str | None:
+    """Why TorchOpt cannot be used here (``"not installed"`` or the import error), or None."""
     try:
         import torchopt  # noqa: F401
-    except Exception:
-        return None
-    return getattr(torchopt, "__version__", "unknown")
+    except ModuleNotFoundError as err:
+        return ("not installed (an optional extra: pip install torchopt)" if err.name == "torchopt"
+                else f"cannot be imported: {err}")
+    except Exception as err:  # noqa: BLE001 — e.g. a C++ extension built for another torch
+        return f"cannot be imported with torch {torch.__version__}: {type(err).__name__}: {err}"[:300]
+    return None
 
 
 def torchopt_rmd(problem, alpha):
-    """``(grad, F)``: the same unrolled SGD loop differentiated in reverse mode with TorchOpt's
-    functional optimiser (``torchopt.sgd`` + ``apply_updates``, autograd with ``create_graph``),
-    the way TorchOpt's documentation writes differentiable unrolling."""
+    """``(grad, F)``: the same unrolled loop differentiated in reverse mode with TorchOpt's
+    functional optimiser (``torchopt.sgd``, with ``momentum`` for :class:`~metagrad.optim.Momentum`,
+    + ``apply_updates``, autograd with ``create_graph``), the way TorchOpt's documentation
+    writes differentiable unrolling."""
     import torchopt
     names = list(alpha)
     a = {k: alpha[k].detach().requires_grad_() for k in names}
     w = {k: v.detach().clone().requires_grad_() for k, v in problem.w0(alpha).items()}
-    opt = torchopt.sgd(lr=problem.optimizer.lr)
+    mu = getattr(problem.optimizer, "momentum", 0.0)
+    opt = torchopt.sgd(lr=problem.optimizer.lr, momentum=mu)
     state = opt.init(w)
     keys = list(w)
     for t in range(problem.T):

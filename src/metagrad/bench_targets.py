@@ -18,7 +18,9 @@ PyTorch loop (``torch.autograd.grad``, no graph). ``run``: :func:`metagrad.unrol
 ``hand``: :func:`handwritten_rmd`, reverse mode written by hand (``create_graph=True`` then one
 backward). ``rmd``, ``greedy``, ``t1t2``: :func:`metagrad.hypergrad` with ``validate=False``
 (the one-time input check is left out, as it is from the hand-written loops). ``torchopt``:
-the same unroll with TorchOpt's functional SGD, only when ``torchopt`` is installed.
+the same unroll with TorchOpt's functional SGD (with momentum for the momentum
+configurations), only when ``torchopt`` can be imported (an optional extra; otherwise the
+output says why it was not measured).
 """
 from __future__ import annotations
 
@@ -196,7 +198,7 @@ def time_section(T_list, optimizers, rounds: int, log) -> tuple[list, dict]:
                  "rmd": _hg("rmd", problem, alpha),
                  "greedy": _hg("greedy", problem, alpha),
                  "t1t2": _hg("t1t2", problem, alpha)}
-            if torchopt_available() and opt == "sgd":
+            if torchopt_available():
                 c["torchopt"] = lambda: torchopt_rmd(problem, alpha)
             where = f"T={T} {opt}"
             times = interleave(c, rounds, progress=lambda s: log(f"  {where}: {s}"))
@@ -229,9 +231,10 @@ def time_targets(by_config: dict) -> list[Target]:
         if "torchopt" in ts:
             topt.add(where, paired_ratios(ts, "rmd", "torchopt"))
             topt_mem.add(where, [mem["rmd"] / mem["torchopt"]])
+    from .bench import torchopt_missing
     for t in (topt, topt_mem):
         if not t.cases:
-            t.note = "not measured: torchopt not installed (an optional extra)"
+            t.note = f"not measured: torchopt {torchopt_missing() or 'was not run'}"
     return [run, rmd, rmd_mem, topt, topt_mem, greedy, t1t2]
 
 

@@ -9,6 +9,10 @@ built on first use and kept for the problem's lifetime:
   compiles its backward), which is all ``rmd`` (one backward through the tape) and ``greedy``
   (one VJP per step) need;
 * :func:`outer_w_grad` — ``∇_w L_val``;
+* :func:`greedy_step` — one whole step of ``greedy``: the step, the validation gradient at the
+  new weights and the step's VJP w.r.t. α, in one graph without autograd at run time (one
+  compiled call per step instead of a compiled step, its compiled backward and a compiled
+  validation gradient);
 * :func:`tangent_step` — the step with a batch of forward-mode tangents (``vmap`` of ``jvp``),
   for ``fg2u``.
 
@@ -23,11 +27,11 @@ import weakref
 from typing import Any, Callable
 
 import torch
-from torch.func import grad, grad_and_value, jvp, vmap
+from torch.func import grad, grad_and_value, jvp, vjp, vmap
 
 from . import unroll
 
-__all__ = ["step", "outer_w_grad", "tangent_step", "available", "clear"]
+__all__ = ["step", "outer_w_grad", "greedy_step", "tangent_step", "available", "clear"]
 
 _CACHE: dict[int, dict[str, Any]] = {}
 
@@ -96,6 +100,24 @@ def outer_w_grad(problem, w, alpha):
     """``∇_w L_val(w, α)``, compiled."""
     fn = lambda w, a, b: grad(problem.outer_loss)(w, a, b)  # noqa: E731
     return _call(problem, "outer_w_grad", lambda: fn, fn, w, alpha, problem.outer_batch)
+
+
+def greedy_step(problem, state, alpha, t: int):
+    """``(new_state, L_train(w_t), B_t^T c, L_val(w_{t+1}), ∇_α L_val(w_{t+1}))`` with
+    ``c = ∇_w L_val(w_{t+1})``: one step of :func:`metagrad.estimators.greedy.greedy`, compiled
+    as one pure function (``torch.func.vjp`` of the step w.r.t. α)."""
+    pure = _pure_step(problem)
+
+    def fn(w, buffers, alpha, batch, outer_batch, t):
+        def step_of_alpha(a):
+            new_state, loss = pure(w, buffers, a, batch, t)
+            return new_state[0], (new_state, loss)
+        new_w, pull, (new_state, loss) = vjp(step_of_alpha, alpha, has_aux=True)
+        (gw, ga), value = grad_and_value(problem.outer_loss, argnums=(0, 1))(new_w, alpha, outer_batch)
+        (b_t,) = pull(gw)
+        return new_state, loss, b_t, value, ga
+    return _call(problem, "greedy_step", lambda: fn, fn, state[0], state[1], alpha,
+                 problem.batch(t), problem.outer_batch, t)
 
 
 def tangent_init(problem, alpha, V):

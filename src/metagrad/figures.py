@@ -22,7 +22,7 @@ from binascii import b2a_base64
 from io import BytesIO
 
 __all__ = ["DPI", "MAX_WIDTH_IN", "MIN_FONT_PT", "PALETTE", "use_style", "subplots",
-           "legend_outside", "min_font_pt", "png_bytes", "colors"]
+           "legend_outside", "min_font_pt", "png_bytes", "colors", "quality_vs_cost"]
 
 DPI = 100
 MAX_WIDTH_IN = 7.2  # the content column is ~780 CSS px wide at a 1400 px window
@@ -93,6 +93,51 @@ def legend_outside(fig, *, where: str = "right", ncols: int | None = None, title
     else:
         loc, ncols = "outside right upper", ncols or 1
     return fig.legend([handles[lab] for lab in labels], labels, loc=loc, ncols=ncols, title=title)
+
+
+#: The two costs of the equal-compute view: column of a runs table -> axis label.
+COSTS = {"products": "hypergradient products per run\n(JVP + VJP + HVP, log scale)",
+         "wall_s": "outer-loop wall-clock per run (s, log scale)"}
+
+
+def quality_vs_cost(runs, y: str, *, ylabel: str, label: str = "label", panel: str | None = None,
+                    costs: dict | None = None, scale: float = 1.0):
+    """The equal-compute view of a comparison: each method's quality (mean over seeds, 95 %
+    t-interval as an error bar) against what its run cost, one row of panels per value of
+    ``panel`` and one column per cost (default :data:`COSTS`: total hypergradient products
+    and outer-loop wall-clock, both per run, on log axes). ``runs``: one row per (method,
+    seed) with the columns ``label``, ``y`` and the cost columns; rows whose cost is 0 (no
+    hypergradient, e.g. "no HPO") are drawn as a horizontal dotted line. A method is better
+    at equal compute when it sits above another at the same abscissa."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from .report import mean_ci
+    costs = dict(COSTS if costs is None else costs)
+    keys = [None] if panel is None else list(dict.fromkeys(runs[panel]))
+    fig, axes = subplots(len(costs), len(keys), panel=(3.6, 2.6))
+    labels = list(dict.fromkeys(runs[label]))
+    pal = dict(zip(labels, colors(len(labels))))
+    for row, key in zip(axes, keys):
+        sub = runs if key is None else runs[runs[panel] == key]
+        for ax, (col, xlabel) in zip(row, costs.items()):
+            for lab, g in sub.groupby(label, sort=False):
+                m, ci = mean_ci(scale * g[y].to_numpy(float))
+                x = float(np.nanmean(g[col].to_numpy(float)))
+                if not x > 0:
+                    ax.axhline(m, color=pal[lab], ls=":", lw=1.2, label=lab)
+                    continue
+                ax.errorbar([x], [m], yerr=[ci], fmt="o", ms=5, capsize=3, color=pal[lab], label=lab)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            if key is not None:
+                ax.set_title(str(key))
+    legend_outside(fig, where="below", ncols=3)
+    return fig
 
 
 def min_font_pt(fig) -> float:

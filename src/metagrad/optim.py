@@ -172,11 +172,30 @@ def _in_range(name: str, field: str, v: Any, frozen_ok: bool = False) -> Any:
 
 def _decayed(g, w, wd):
     """``g + wd * w`` (coupled L2 weight decay, as torch.optim's ``weight_decay``)."""
-    return tree_map(lambda gi, wi, d: gi + d * wi if not _is_zero(d) else gi, g, w, wd)
+    return tree_map(lambda gi, wi, d: _axpy(gi, d, wi) if not _is_zero(d) else gi, g, w, wd)
 
 
 def _is_zero(x) -> bool:
     return isinstance(x, (int, float)) and x == 0
+
+
+def _number(s) -> bool:
+    """A plain number, outside ``torch.compile``: the fused form is eager-only (under
+    ``torch.compile`` in torch 2.13 the compiled step came out as if ``alpha`` were 1 — caught by
+    the benchmark's compiled-vs-uncompiled check and by tests/test_speed.py)."""
+    return isinstance(s, (int, float)) and not isinstance(s, bool) and not torch.compiler.is_compiling()
+
+
+def _axpy(y, s, x):
+    """``y + s * x``: one fused ``torch.add(y, x, alpha=s)`` when ``s`` is a plain number (one
+    pass over memory instead of two, one product in its backward instead of two), the plain
+    expression when ``s`` is a tensor (a learned hyperparameter the derivative flows into)."""
+    return torch.add(y, x, alpha=s) if _number(s) else y + s * x
+
+
+def _minus_scaled(y, s, x):
+    """``y - s * x`` (fused like :func:`_axpy` when ``s`` is a plain number)."""
+    return torch.add(y, x, alpha=-s) if _number(s) else y - s * x
 
 
 @dataclass(frozen=True)
@@ -191,7 +210,7 @@ class SGD(_Optimizer):
     def step(self, w, buffers, g, hp, t):
         h = _resolve(hp, t, w)
         g = _decayed(g, w, h["weight_decay"])
-        return tree_map(lambda wi, gi, lr: wi - lr * gi, w, g, h["lr"]), {}
+        return tree_map(lambda wi, gi, lr: _minus_scaled(wi, lr, gi), w, g, h["lr"]), {}
 
 
 @dataclass(frozen=True)
@@ -210,9 +229,9 @@ class Momentum(_Optimizer):
     def step(self, w, buffers, g, hp, t):
         h = _resolve(hp, t, w)
         g = _decayed(g, w, h["weight_decay"])
-        v = tree_map(lambda vi, gi, mu: mu * vi + gi, buffers["v"], g, h["momentum"])
-        d = tree_map(lambda gi, vi, mu: gi + mu * vi, g, v, h["momentum"]) if self.nesterov else v
-        return tree_map(lambda wi, di, lr: wi - lr * di, w, d, h["lr"]), {"v": v}
+        v = tree_map(lambda vi, gi, mu: _axpy(gi, mu, vi), buffers["v"], g, h["momentum"])
+        d = tree_map(lambda gi, vi, mu: _axpy(gi, mu, vi), g, v, h["momentum"]) if self.nesterov else v
+        return tree_map(lambda wi, di, lr: _minus_scaled(wi, lr, di), w, d, h["lr"]), {"v": v}
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,11 @@ def greedy(problem, alpha, cost, *, gamma: float = 0.9, compile: bool = False):
 
     ``gamma`` in (0, 1]; γ → 0 gives ``t1t2``; with :math:`\nabla^2_w L_{train} = I`,
     γ = 1 − η and a linear outer loss it is exact. Cost per call: T steps, T transition VJPs and
-    T validation gradients (+1 VJP and gradient at w_0 with a learned initialisation).
+    T validation gradients, the last of which (at :math:`w_T`) also gives :math:`F` and
+    :math:`\nabla_\alpha L_{val}` (+1 VJP and gradient at w_0 with a learned initialisation).
     Memory: O(P + N) — no trajectory is stored; flat in T.
-    ``compile=True``: steps and validation gradients through :mod:`metagrad.compiled`.
+    ``compile=True``: each step with its validation gradient and VJP is one compiled call
+    (:func:`metagrad.compiled.greedy_step`).
     """
     check(isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0 < gamma <= 1,
           f"gamma must be in (0, 1], got {gamma!r}; gamma -> 0 is t1t2 (use method='t1t2')")
@@ -87,12 +89,29 @@ def greedy(problem, alpha, cost, *, gamma: float = 0.9, compile: bool = False):
     else:
         def val_grad(st):
             return unroll.outer_w_grad(problem, st[0], alpha, cost)
+    final = {}
+
+    def last_grads(st):  # at w_T: L_val, ∇_w L_val (the last cotangent) and ∇_α L_val in one pass
+        value, gw, ga = unroll.outer_value_and_grads(problem, st[0], alpha, cost)
+        final.update(value=value, ga=ga)
+        return gw
+    fused = compile and not unroll._has_module_buffers(problem)
     for t in range(T):
-        state, loss, b_t = _step_vjp(problem, state, a_leaves, a, t, val_grad, cost, compile)
+        if fused:  # step, validation gradient and VJP in one compiled call
+            state, loss, b_t, value, ga = compiled.greedy_step(problem, state, alpha, t)
+            final.update(value=value.detach(), ga=ga)
+            cost.inner_steps += 1
+            cost.vjps += 1
+            cost.outer_grads += 1
+        else:
+            cot = last_grads if t == T - 1 else val_grad
+            state, loss, b_t = _step_vjp(problem, state, a_leaves, a, t, cot, cost, compile)
         h = tree_axpy(gamma, h, b_t)
         losses.append(loss)
     unroll.check_losses(torch.stack(losses), 0, problem, alpha)
-    value, _, ga = unroll.outer_value_and_grads(problem, state[0], alpha, cost)
+    if T == 0:  # no step: the outer gradients at w_0
+        last_grads(state)
+    value, ga = final["value"], final["ga"]
     result = tree_add(ga, h)
     if init_term is not None:
         result = tree_add(result, tree_scale(init_term, gamma ** T))

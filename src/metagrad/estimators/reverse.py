@@ -103,10 +103,13 @@ def _reverse(problem, alpha, cost, *, K: int, segment: int, compile: bool = Fals
         cost.inner_steps += e - s
         cost.vjps += e - s
         unroll.check_losses(losses, s, problem, alpha)
-        if cot is None:  # the last segment ends at w_T: start the backward pass there
-            loss, gw, grad = unroll.outer_value_and_grads(problem, end_state[0], alpha, cost)
-            outs, cots = pytree.tree_leaves(end_state[0]), pytree.tree_leaves(gw)
-            final = tree_detach(end_state)
+        if cot is None:  # the last segment ends at w_T: the backward pass starts at F itself
+            # (L_val on the tape: ∇_w L_val is never held whole, and ∇_α L_val comes with it)
+            with torch.enable_grad():
+                F = problem.outer_loss(end_state[0], a, problem.outer_batch)
+            cost.outer_grads += 1
+            loss, final = F.detach(), tree_detach(end_state)
+            outs, cots = [F], [torch.ones_like(F)]
         else:  # cotangent on the whole state (weights and optimiser buffers)
             outs, cots = pytree.tree_leaves(end_state), cot
         pairs = [(o, c) for o, c in zip(outs, cots) if o.requires_grad]
@@ -116,9 +119,10 @@ def _reverse(problem, alpha, cost, *, K: int, segment: int, compile: bool = Fals
                                   allow_unused=True) if pairs and wanted else [None] * len(wanted)
         got = dict(zip(map(id, wanted), got))
         gs = [torch.zeros_like(x) if got.get(id(x)) is None else got[id(x)] for x in inputs]
-        grad = tree_add(grad, pytree.tree_unflatten(gs[:len(a_leaves)], pytree.tree_structure(alpha)))
+        part = pytree.tree_unflatten(gs[:len(a_leaves)], pytree.tree_structure(alpha))
+        grad = part if grad is None else tree_add(grad, part)
         cot = gs[len(a_leaves):]
-        del end_state, st, st_leaves, pairs
+        del end_state, st, st_leaves, pairs, outs
     if seg_starts[0] == 0 and problem.learned_init:  # w_0 = Ω_0(α)
         state0, init_vjp = vjp(lambda a: unroll.initial_state(problem, a), alpha)
         cost.vjps += 1

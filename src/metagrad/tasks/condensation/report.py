@@ -205,3 +205,17 @@ def plot_images(runs: pd.DataFrame, *, ipc: int = 1, seed: int = 0, data: str | 
         row[0].set_ylabel(method, rotation=0, ha="right", va="center")
     fig.suptitle(f"condensed images, IPC {ipc}, seed {seed}")
     return fig
+
+
+def plot_equal_compute(runs: pd.DataFrame):
+    """The equal-compute view of Table 1: each method's test accuracy (%) against its run's
+    total hypergradient products (JVP + VJP + HVP, summed over the outer loop) and its
+    outer-loop wall-clock (evaluation excluded), one row of panels per (data, IPC). The
+    starting images and the whole-data network cost no hypergradient: dotted lines."""
+    from metagrad.figures import quality_vs_cost
+    r = runs.copy()
+    r["products"] = r[["jvps", "vjps", "hvps"]].fillna(0).sum(axis=1)
+    r["wall_s"] = r["wall_time_s"].where(r["products"] > 0, 0.0)
+    r["setting"] = [f"{d}, IPC {i}" for d, i in zip(r["data"], r["ipc"])]
+    return quality_vs_cost(r, "test_acc", ylabel="test accuracy (%)", label="method", panel="setting")
+

@@ -158,3 +158,16 @@ def plot_curves(result: FewShotResult):
         ax.set_ylabel("query loss (nats, mean over seeds)")
     legend_outside(fig, where="below", ncols=3)
     return fig
+
+
+def plot_equal_compute(result: FewShotResult):
+    """The equal-compute view: each method's test accuracy (γ of greedy as chosen) against its
+    run's total hypergradient products (per hypergradient × outer steps) and its outer-loop
+    wall-clock, one row of panels per (shot, way)."""
+    from metagrad.figures import quality_vs_cost
+    r = reported(result.runs, result.chosen_gamma).copy()
+    r["products"] = r["#JVPs (ours)"] * r["steps"]
+    r["wall_s"] = r["outer_wall_time_s"]
+    r["setting"] = [f"{s}-shot {w}-way" for s, w in zip(r["shot"], r["way"])]
+    return quality_vs_cost(r, "test_acc", ylabel="test accuracy (%)", panel="setting", scale=100)
+
