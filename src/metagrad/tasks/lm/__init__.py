@@ -15,10 +15,11 @@ from .corpus import ATTRIBUTES, Vocab, vocab, names, make_documents, encode, em_
 from .model import TinyLM, TokenWeighter, token_weights, pretrain, save_state, load_state, load_gpt2, GPT2_ENV  # noqa: F401
 from .setup import PAPER, LMConfig, Base, base_model, problem_at, adapt, answer_scores, evaluate, weighter  # noqa: F401
 from .experiment import LMResult, memory_sweep, train, run, units  # noqa: F401
+from .diagnostics import gradient_check, gradient_table  # noqa: F401
 from .report import (arm, setup_table, scores_table, paper_table, memory_table, memory_metrics, crossing,  # noqa: F401
                      plot_memory, plot_scores, token_weight_table, plot_token_weights, facts, evidence_rows)
 
 __all__ = ["LMConfig", "LMResult", "PAPER", "TinyLM", "TokenWeighter", "make_documents", "base_model",
            "problem_at", "evaluate", "run", "setup_table", "scores_table", "paper_table", "memory_table",
            "plot_memory", "plot_scores", "plot_token_weights", "token_weight_table", "facts", "evidence_rows",
-           "load_gpt2", "em_f1"]
+           "load_gpt2", "em_f1", "gradient_table"]

@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pathlib import Path
+
 from ... import hypergrad
+from ...errors import MetagradError
 from ...estimators.forward import chunk_for_budget
 from ...loops import OuterConfig, outer_loop
 from ...results import cached, config_hash, repo_root
@@ -86,21 +89,32 @@ def train(cfg: S.LMConfig, base: S.Base, method: str, depth: int, seed: int, *, 
     """One run: ``steps`` outer steps of ``method`` at ``depth`` (``uniform``: none), then the
     held-out EM / F1. JSON-ready, with the outer losses, the learned α and the cost per step."""
     wnet = S.weighter(cfg, base)
-    alpha, records, options = wnet.params, [], {}
+    alpha, records, options, nonfinite = wnet.params, [], {}, None
     if method != "uniform":
         if method == "fg2u":
             b = chunk or cfg.fg2u_b
             options = {"b": b, "chunk": b}
+        # a checkpoint every step: a run whose hypergradient overflows stops there, and the
+        # weights it reached are what it is scored on (a diverged run is data)
         ocfg = OuterConfig(method=method, options=options, steps=cfg.steps, optimizer="adam", lr=cfg.outer_lr,
-                           seed=seed, eval_every=0, checkpoint_every=cfg.checkpoint_every)
-        hist = outer_loop(lambda step: S.problem_at(cfg, base, wnet, depth, seed, step).problem, alpha, ocfg,
-                          checkpoint=checkpoint, progress=progress, run_config=run_config)
-        records, alpha = hist.records, hist.alpha
+                           seed=seed, eval_every=0, checkpoint_every=1)
+        try:
+            hist = outer_loop(lambda step: S.problem_at(cfg, base, wnet, depth, seed, step).problem, alpha, ocfg,
+                              checkpoint=checkpoint, progress=progress, run_config=run_config)
+            records, alpha = hist.records, hist.alpha
+        except MetagradError as err:
+            if "non-finite hypergradient" not in str(err) or checkpoint is None:
+                raise
+            saved = torch.load(checkpoint, weights_only=True) if Path(checkpoint).is_file() else None
+            records = saved["records"] if saved else []
+            alpha = saved["alpha"] if saved else alpha
+            nonfinite = len(records) + 1
     scores = S.evaluate(cfg, base, wnet, alpha, seed)
     loss = [r["outer_loss"] for r in records]
     smooth = [float(np.mean(loss[i:i + SMOOTH])) for i in range(0, len(loss), SMOOTH)]
     first = records[0] if records else {}
     return {**{k: _r(v) for k, v in scores.items()}, "steps": len(records), "options": options,
+            "nonfinite_hypergradient_at": nonfinite,
             **{k: int(first.get(k, 0)) for k in ("jvps", "vjps", "inner_steps")},
             "outer_wall_time_s": _r(records[-1]["wall_time_s"], 3) if records else 0.0,
             "outer_loss": [_r(x) for x in loss], "outer_loss_smoothed": [_r(x) for x in smooth],
@@ -117,10 +131,13 @@ class LMResult:
     cpu_time_s: float = 0.0
     budget_MiB: float = 0.0
     config: S.LMConfig = field(repr=False, default=None)
+    gradient_check: dict = field(repr=False, default=None)
+    compute_s: float = 0.0  # wall time the result files took to compute (sum of their provenance)
 
 
 def units(cfg: S.LMConfig) -> list[tuple[str, int]]:
-    return ([("uniform", 0)] + [("rmd", d) for d in cfg.rmd_depths] + [("fg2u", d) for d in cfg.fg2u_depths])
+    return ([("uniform", 0)] + [("rmd", d) for d in (*cfg.rmd_depths, *cfg.rmd_extra_depths)]
+            + [("fg2u", d) for d in cfg.fg2u_depths])
 
 
 def run(cfg: S.LMConfig, *, progress: bool = True, force: bool = False) -> LMResult:
@@ -134,6 +151,7 @@ def run(cfg: S.LMConfig, *, progress: bool = True, force: bool = False) -> LMRes
     mem = memory_sweep(cfg, base, progress=progress)
     budget, chunk = budget_bytes(cfg, mem), run_chunk(mem)
     rows = []
+    compute_s = sum(float(p["provenance"].get("wall_time_s") or 0) for p in (base.pretrain, mem) if p)
     for method, depth in units(cfg):
         for seed in cfg.seeds:
             name = f"{method}_d{depth}_s{seed}" if method != "uniform" else f"uniform_s{seed}"
@@ -147,9 +165,15 @@ def run(cfg: S.LMConfig, *, progress: bool = True, force: bool = False) -> LMRes
                              checkpoint=ck_dir / f"{name}_{config_hash(run_cfg)}.pt", run_config=run_cfg)
             payload = cached(out_dir / f"{name}.json", run_cfg, compute, force=force, device=str(base.device))
             r = payload["result"]
+            compute_s += float(payload["provenance"].get("wall_time_s") or 0)
             rows.append({"method": method, "depth": depth, "seed": seed,
                          **{k: r[k] for k in ("em", "f1", "answer_nll", "steps", "jvps", "vjps", "outer_wall_time_s")},
                          "chunk": (r.get("options") or {}).get("chunk"),
+                         "alpha_max": max(abs(x) for v in r["alpha"].values() for x in v),
+                         "stopped_at": r.get("nonfinite_hypergradient_at"),
                          "run_wall_time_s": payload["provenance"]["wall_time_s"]})
+    from .diagnostics import gradient_check
+    grad = gradient_check(cfg, base, chunk, depths=(cfg.memory_budget_depth, *cfg.fg2u_depths), progress=progress)
+    compute_s += float(grad["provenance"].get("wall_time_s") or 0)
     return LMResult(pd.DataFrame(rows), pd.DataFrame(mem["result"]), base, time.perf_counter() - start,
-                    time.process_time() - cpu0, budget / 2**20, cfg)
+                    time.process_time() - cpu0, budget / 2**20, cfg, grad, compute_s)

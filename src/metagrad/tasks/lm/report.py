@@ -25,8 +25,9 @@ def arm(method: str, depth: int) -> str:
     return "uniform" if method == "uniform" else f"{method}-d{int(depth)}"
 
 
-def _label(method, depth) -> str:
-    return {"uniform": "uniform weights (no meta-learning)", "rmd": f"RGU (rmd), depth {depth}",
+def _label(method, depth, budget_depth=None) -> str:
+    over = " (over the memory budget)" if method == "rmd" and budget_depth and depth > budget_depth else ""
+    return {"uniform": "uniform weights (no meta-learning)", "rmd": f"RGU (rmd), depth {depth}{over}",
             "fg2u": f"(FG)²U, depth {depth}"}[method]
 
 
@@ -61,7 +62,8 @@ def setup_table(cfg: S.LMConfig, result: LMResult | None = None) -> pd.DataFrame
 def _summary(result: LMResult) -> pd.DataFrame:
     rows = []
     for (m, d), g in result.runs.groupby(["method", "depth"], sort=False):
-        row = {"method": m, "depth": d, "arm": arm(m, d), "label": _label(m, d), "seeds": len(g)}
+        row = {"method": m, "depth": d, "arm": arm(m, d), "label": _label(m, d, result.config.memory_budget_depth),
+               "seeds": len(g)}
         for k in ("em", "f1", "answer_nll"):
             row[k], row[k + "_ci"] = mean_ci(g[k].to_numpy(float))
         t = (g.outer_wall_time_s / g.steps.clip(lower=1)).mean()
@@ -237,7 +239,7 @@ def facts(result: LMResult, report=None) -> dict:
 
     def f1(a):
         return f"{s.f1[a]:.1f} ± {np.nan_to_num(s.f1_ci[a]):.1f}" if a in s.index else "not run"
-    rd = [arm("rmd", d) for d in cfg.rmd_depths]
+    rd = [arm("rmd", d) for d in (*cfg.rmd_depths, *cfg.rmd_extra_depths)]
     fd = [arm("fg2u", d) for d in cfg.fg2u_depths]
     return {"seeds": len(cfg.seeds), "steps": cfg.steps, "b": cfg.fg2u_b,
             "f1_uniform": f1("uniform"),
@@ -248,7 +250,35 @@ def facts(result: LMResult, report=None) -> dict:
             "crossing": f"{m['crossing_depth']:.1f}", "r2": f"{m['rgu_memory_r2']:.3f}",
             "fg2u_growth": f"{m['fg2u_memory_growth']:.3f}",
             "chunk": int(result.memory[result.memory.as_run.astype(bool)].chunk.iloc[0]),
-            "wall_min": f"{result.wall_time_s / 60:.1f}", "cpu_min": f"{result.cpu_time_s / 60:.1f}"}
+            "wall_min": f"{result.wall_time_s / 60:.1f}", "cpu_min": f"{result.cpu_time_s / 60:.1f}",
+            "params": f"{result.base.pretrain.get('result', {}).get('parameters', 0):,}",
+            "compute_min": f"{result.compute_s / 60:.1f}",
+            **_gradient_facts(result)}
+
+
+def _gradient_facts(result: LMResult) -> dict:
+    """The exact hypergradient's norm and (FG)²U's mean cosine per depth; the trained runs
+    whose weights moved by at most one outer step (Adam's lr) from uniform."""
+    out = {}
+    if result.gradient_check is not None:
+        g = result.gradient_check["result"]
+        out["grad_norms"] = "; ".join(f"depth {r['depth']}: {r['exact_norm']:.2g}" for r in g)
+        out["cosines"] = "; ".join(f"depth {r['depth']}: {np.nanmean(r['cosines']):.2f}" for r in g)
+        out["cosine_predicted"] = f"{g[0]['predicted_cosine']:.2f}"
+    t = result.runs[result.runs.method != "uniform"]
+    stuck = t[t.alpha_max <= result.config.outer_lr * (1 + 1e-6)]
+    out["stuck"] = (", ".join(f"{arm(m, d)} seed {s}" for m, d, s in zip(stuck.method, stuck.depth, stuck.seed))
+                    or "none")
+    try:
+        w = token_weight_table(result).drop(columns=["position", "token"]).groupby("role").mean()
+        out["weights"] = "; ".join(f"{a}: " + ", ".join(f"{r} {w[a][r]:.2f}" for r in w.index) for a in w.columns)
+    except (FileNotFoundError, KeyError, ValueError):
+        out["weights"] = "not available"
+    extra = [arm("rmd", d) for d in result.config.rmd_extra_depths]
+    s = _summary(result).set_index("arm")
+    out["f1_extra"] = "; ".join(f"depth {a.split('-d')[1]}: {s.f1[a]:.1f} ± {np.nan_to_num(s.f1_ci[a]):.1f}"
+                                for a in extra if a in s.index) or "not run at this scale"
+    return out
 
 
 # ------------------------------------------------------------------------------ the claims' evidence
@@ -263,9 +293,12 @@ def evidence_rows(folder: Path) -> pd.DataFrame:
         c, r = p["config"], p["result"]
         sm = r.get("outer_loss_smoothed", [])
         d = detect(sm, steps=r.get("steps"), final_metrics=[r["f1"], r["answer_nll"]])
+        div = (d.diverged, d.reason, d.at_step)
+        if r.get("nonfinite_hypergradient_at") and not d.diverged:  # the run stopped there
+            div = (True, "non-finite hypergradient", r["nonfinite_hypergradient_at"])
         rows.append({"arm": arm(c["method"], c["depth"]), "seed": c["seed"], "depth": c["depth"],
-                     **{k: r[k] for k in ("em", "f1", "answer_nll")}, "diverged": d.diverged,
-                     "diverged_reason": d.reason, "diverged_at": d.at_step})
+                     **{k: r[k] for k in ("em", "f1", "answer_nll")}, "diverged": div[0],
+                     "diverged_reason": div[1], "diverged_at": div[2]})
     mem_file = Path(folder) / "memory.json"
     if mem_file.is_file():
         p = json.loads(mem_file.read_text())

@@ -37,11 +37,13 @@ PAPER = {"rmd": {1: 11.9, 2: 12.55, 4: 12.87, 6: 12.94}, "fg2u": {24: 13.46, 48:
 
 @dataclass(frozen=True)
 class LMConfig:
-    """Everything that defines the page. ``base_model``: ``"tiny"`` (pretrained here) or
+    """Everything that defines the page. ``rmd_extra_depths``: RGU beyond the memory budget
+    (exploratory: the paper could not run them; no claim uses them). ``base_model``: ``"tiny"`` (pretrained here) or
     ``"distilgpt2"`` / ``"gpt2"`` loaded from ``base_model_path`` (or ``$METAGRAD_GPT2_PATH``)."""
     scale: str = "smoke"
     seeds: tuple = (0, 1)
     rmd_depths: tuple = (1, 2)
+    rmd_extra_depths: tuple = ()
     fg2u_depths: tuple = (4,)
     fg2u_b: int = 4
     steps: int = 4
@@ -74,7 +76,7 @@ class LMConfig:
     def __post_init__(self):
         check(self.base_model in ("tiny", "distilgpt2", "gpt2"),
               f"base_model must be 'tiny', 'distilgpt2' or 'gpt2', got {self.base_model!r}")
-        for name in ("rmd_depths", "fg2u_depths", "memory_rmd_depths", "memory_fg2u_depths"):
+        for name in ("rmd_depths", "rmd_extra_depths", "fg2u_depths", "memory_rmd_depths", "memory_fg2u_depths"):
             v = getattr(self, name)
             check(all(isinstance(d, int) and d >= 1 for d in v), f"{name} must be integers >= 1, got {v}")
         check(self.memory_budget_depth in self.memory_rmd_depths,
@@ -95,7 +97,7 @@ class LMConfig:
     def run_key(self) -> dict:
         """The fields that define one (method, depth, seed) run's computation."""
         d = asdict(self)
-        for k in ("scale", "seeds", "rmd_depths", "fg2u_depths", "memory_rmd_depths", "memory_fg2u_depths",
+        for k in ("scale", "seeds", "rmd_depths", "rmd_extra_depths", "fg2u_depths", "memory_rmd_depths", "memory_fg2u_depths",
                   "memory_budget_depth", "device", "checkpoint_every", "results_dir", "checkpoint_dir"):
             d.pop(k)
         return d
