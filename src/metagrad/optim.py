@@ -37,7 +37,7 @@ from typing import Any, Callable, Union
 
 import torch
 
-from ._tree import tree_map, tree_zeros_like
+from ._tree import tree_map as _pytree_map, tree_zeros_like
 from ._validate import as_real, plain_number
 from .errors import check, ConfigError
 
@@ -63,6 +63,17 @@ def schedule(fn: Callable) -> Schedule:
     """Mark ``fn(t)`` / ``fn(t, alpha)`` as a per-step hyperparameter (see :class:`Schedule`)."""
     check(callable(fn), f"schedule needs a function t -> value, got {type(fn).__name__}")
     return Schedule(fn)
+
+
+def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
+    """``torch.utils._pytree.tree_map`` with a fast path for (nested) dicts of tensors, the house
+    format of ``w``: the same calls in the same key order, without pytree's flatten/unflatten
+    (a few microseconds per call, seven calls per optimiser step)."""
+    if type(tree) is dict:
+        return {k: tree_map(fn, v, *(r[k] for r in rest)) for k, v in tree.items()}
+    if isinstance(tree, torch.Tensor):
+        return fn(tree, *rest)
+    return _pytree_map(fn, tree, *rest)
 
 
 class _Bound:

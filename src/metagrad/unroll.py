@@ -104,13 +104,18 @@ def inner_grad(problem, w: Any, alpha: Any, t: int, *, create_graph: bool = Fals
     """``(∇_w L_train(w, α; batch_t), L_train)`` by plain autograd. With ``create_graph`` the
     gradient stays differentiable (w.r.t. ``w`` and α) for reverse-mode tapes."""
     _vet(problem, w, alpha, t)
-    leaves, spec = pytree.tree_flatten(w)
+    flat = type(w) is dict and all(isinstance(x, torch.Tensor) for x in w.values())
+    if flat:  # the common case, a flat dict of tensors: no pytree round trips
+        leaves, keys = list(w.values()), list(w)
+    else:
+        leaves, spec = pytree.tree_flatten(w)
     with torch.enable_grad():
         leaves = [x if (create_graph and x.requires_grad) else x.detach().requires_grad_()
                   for x in leaves]
-        loss = problem.inner_loss(pytree.tree_unflatten(leaves, spec), alpha, problem.batch(t))
+        loss = problem.inner_loss(dict(zip(keys, leaves)) if flat else pytree.tree_unflatten(leaves, spec),
+                                  alpha, problem.batch(t))
         g = _grads(loss, leaves, create_graph=create_graph)
-    return pytree.tree_unflatten(g, spec), loss
+    return (dict(zip(keys, g)) if flat else pytree.tree_unflatten(g, spec)), loss
 
 
 def taped_step(problem, state: State, alpha: Any, t: int, hp: dict | None = None):
