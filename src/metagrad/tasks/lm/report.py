@@ -225,7 +225,7 @@ def plot_token_weights(result: LMResult, seed: int | None = None):
         ax.axhline(1.0, color="0.3", lw=0.8, ls=":")
         ax.set_ylabel(f"weight, {a}")
         ax.set_xticks(t.position)
-        ax.set_xticklabels(t.token, rotation=90, fontsize=8)
+        ax.set_xticklabels(t.token, rotation=90, fontsize=9)  # the house minimum (metagrad.figures.MIN_FONT_PT)
         ax.set_xlim(0.4, len(t) + 0.6)
     legend_outside(fig, where="below", ncols=5, title="token role")
     return fig
