@@ -1,7 +1,9 @@
 """The claims protocol: planted effects get the right verdicts; divergence is detected."""
 from __future__ import annotations
 
+import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -117,3 +119,20 @@ def test_stored_fewshot_ift_runs_are_detected_as_diverged():
     ift = runs[(runs.arm == "neumann") & runs.seed.isin([0, 1, 2])]
     assert len(ift) == 3 and ift.diverged.all()
     assert not runs[runs.arm.isin(["rmd", "greedy", "t1t2", "fo"])].diverged.any()
+
+
+def test_theory_checks_file_is_rewritten_only_when_its_checks_change(tmp_path, monkeypatch):
+    """A rebuild of a theory page with unchanged checks leaves its tracked checks.json byte for
+    byte (no churn of dates and commits in the tree); changed checks are written."""
+    import pandas as pd
+    from metagrad import scoreboard
+    monkeypatch.setattr(scoreboard, "repo_root", lambda: tmp_path)
+    v = pd.DataFrame({"claim": ["a", "b"], "measured": [1.5, None], "holds": [True, False]})
+    path = scoreboard.save_checks("theory_x", "book", v)
+    first = path.read_bytes()
+    os.utime(path, ns=(0, 0))   # a rewrite (atomic replace) would give the file a new mtime
+    assert scoreboard.save_checks("theory_x", "book", v.copy()).read_bytes() == first
+    assert path.stat().st_mtime_ns == 0
+    v.loc[1, "holds"] = True
+    assert scoreboard.save_checks("theory_x", "book", v).read_bytes() != first
+    assert json.loads(path.read_text())["result"][1]["holds"] is True

@@ -97,10 +97,16 @@ def page_report(page: str, folder: str | Path | None = None, *, scale: str = "bo
 def save_checks(page: str, scale: str, verdict: pd.DataFrame) -> Path:
     """Write a theory page's checks (its `verdict` table) to results/<page>/<scale>/checks.json,
     so the scoreboard lists them."""
-    from .results import save_result
+    from .results import _code_hashes, save_result
     path = repo_root() / "results" / page / scale / "checks.json"
     rows = json.loads(verdict.astype(object).where(verdict.notna(), None).to_json(orient="records",
                                                                                    default_handler=str))
+    try:   # same checks from the same library code: keep the file (a rebuild leaves the tree clean)
+        old = json.loads(path.read_text())
+        if old.get("result") == rows and old["provenance"].get("code") == _code_hashes():
+            return path
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     save_result(path, {"page": page, "scale": scale}, rows)
     return path
 
