@@ -50,3 +50,19 @@ def test_image_pooling_and_zero_head():
     assert float(inst.problem.init["conv0"].abs().sum()) > 0
     logits = H.net(inst.problem.init, inst.val["x"])
     assert torch.allclose(logits, torch.zeros_like(logits))
+
+
+def test_page_prose_facts_follow_the_setting_not_the_typed_text():
+    """The page's 'differences from the paper' and 'still rising' sentences are computed: a CNN
+    row at Table 2's schedule reports no network difference; a curve that rises is named."""
+    import pandas as pd
+    from metagrad.tasks.hypercleaning.report import _difference, still_rising
+    cfg = _cfg(per_dataset={"mnist": {"model": "cnn", "head_init": "zero", "steps": 200, "gammas": [0.9]}})
+    assert "MLP" in _difference(cfg.for_dataset("digits")) and "3 outer steps" in _difference(cfg.for_dataset("digits"))
+    m = _difference(cfg.for_dataset("mnist"))
+    assert "MLP" not in m and "outer steps" not in m and "initialised at 0" in m and "0.9} only" in m
+    curve = lambda lab, accs: [{"dataset": "mnist", "label": lab, "p_noise": 0.3, "seed": 0, "step": s, "val_acc": a}
+                               for s, a in zip((0, 8, 10), accs)]
+    result = H.HyperCleaningResult(pd.DataFrame(), pd.DataFrame(curve("up", (0.5, 0.6, 0.7)) + curve("flat", (0.5, 0.7, 0.7))),
+                                   {}, 0.0, cfg)
+    assert still_rising(result).startswith("mnist: up (")
