@@ -206,3 +206,19 @@ def test_run_caches_every_run_and_reuses_it(tmp_path, monkeypatch):
     monkeypatch.setattr(fs.experiment, "train", lambda *a, **k: pytest.fail("a finished run was recomputed"))
     second = fs.run(cfg)
     assert second.runs.drop(columns="run_wall_time_s").equals(first.runs.drop(columns="run_wall_time_s"))
+
+
+def test_greedy_time_sentence_is_worded_from_the_ratio():
+    """The page's sentence on greedy's wall time is computed from the table: the ratio to full
+    RMD and its reading change with the timings, and a setting without RMD says so."""
+    import pandas as pd
+    from metagrad.tasks.fewshot.report import greedy_time_sentence
+
+    def table(tg, tr):
+        return pd.DataFrame({"shot": [1, 1], "way": [5, 5], "method": ["greedy", "rmd"],
+                             "ours": ["greedy γ=0.9", "full RMD"], "s per outer step": [tg, tr]})
+    s = greedy_time_sentence(table(0.6, 0.2))
+    assert "0.600 s per outer step against 0.200 s for full RMD, 3.00 times as long" in s
+    assert "take 67 % of greedy's wall time" in s
+    assert "do not make greedy slower" in greedy_time_sentence(table(0.2, 0.3))
+    assert greedy_time_sentence(table(0.6, 0.2).iloc[:1]).startswith("No full RMD run")

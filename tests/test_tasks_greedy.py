@@ -163,3 +163,29 @@ def test_paper_table_is_typed_from_papers_md():
     assert t.loc[("greedy", "mnist", 0.3), "val_acc (paper)"] == 87.06
     assert t.loc[("neumann", "fashion", 0.5), "ci (paper)"] == 1.51
     assert len(hc.PAPER_TABLE) == 16
+
+
+def test_toy_greedy_sentences_follow_the_tables():
+    """The page's greedy paragraph is computed: the sign of the common-step cosine, whether it
+    fell from the first steps, and the loss ordering change with the numbers."""
+    import pandas as pd
+
+    def tables(cos_common, first5, losses, exact_loss):
+        rows = [{"T": 5, "method": "full (RMD)", "final loss": exact_loss, "mean cosine": 1.0}]
+        rows += [{"T": 5, "method": f"greedy γ={g:g}", "final loss": v, "mean cosine": cos_common}
+                 for g, v in losses.items()]
+        prefix = pd.DataFrame([{"T": 5, "method": "greedy γ=0.9", "first 5": first5}]).set_index(["T", "method"])
+        return pd.DataFrame(rows), prefix
+
+    s = toy.greedy_sentences(*tables(-0.1, 0.75, {0.9: 14.7, 0.5: 9.8, 0.3: 9.1}, 8.9))
+    assert "-0.100 at T = 5, negative at every horizon" in s["common"]
+    assert "lower on the common steps than over the first 5 steps at every horizon" in s["drift"]
+    assert s["first"] == "0.750 at T = 5"
+    assert "Every greedy run ends above the exact method at T = 5." in s["loss"]
+    assert "grows with γ at T = 5" in s["loss"]
+    s = toy.greedy_sentences(*tables(0.9, 0.5, {0.9: 8.0, 0.5: 9.8, 0.3: 9.1}, 8.9))
+    assert "positive at every horizon" in s["common"] and "not lower" in s["drift"]
+    assert "No horizon has every greedy run ending above" in s["loss"]
+    assert "At no horizon does the final loss grow with γ" in s["loss"]
+    s = toy.greedy_sentences(*tables(0.9, float("nan"), {0.9: 9.0}, 8.9))
+    assert s["first"].startswith("not defined")

@@ -377,3 +377,85 @@ def facts(result: ToyResult) -> dict:
         if (T, "rmd") in runs.index:
             out[f"k_T{T}"] = int(runs.loc[(T, "rmd"), "common steps"])
     return out
+
+
+def _loss_str(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def _at(Ts) -> str:
+    return "T = " + ", ".join(str(int(T)) for T in Ts)
+
+
+def greedy_sentences(summary: pd.DataFrame, prefix: pd.DataFrame, gamma: float = 0.9) -> dict:
+    """Sentences for the page's paragraph on the greedy estimator, computed from
+    :func:`summary_table` and :func:`cosine_prefix_table` (so that they follow the runs):
+
+    * ``first``: greedy γ's mean cosine over the first 5 outer steps per T;
+    * ``common``: greedy γ's mean cosine over the common steps per T and its sign;
+    * ``drift``: whether that cosine is lower on the common steps than over the first 5 steps;
+    * ``loss``: each greedy run's final validation loss beside the exact method's, at which T
+      every greedy run ends above it and at which T the final loss grows with γ.
+    """
+    lab, exact = f"greedy γ={gamma:g}", "full (RMD)"
+    s = summary.set_index(["T", "method"])
+    Ts = [T for T in dict.fromkeys(summary["T"]) if (T, lab) in s.index]
+    out = {}
+    if not Ts:
+        return {"first": "not defined (no run)", "common": f"No {lab} run at this scale.", "drift": "", "loss": ""}
+    cos = {T: float(s.loc[(T, lab), "mean cosine"]) for T in Ts}
+    neg, pos = [T for T in Ts if cos[T] < 0], [T for T in Ts if cos[T] > 0]
+    vals = ", ".join(f"{cos[T]:.3f} at T = {T}" for T in Ts)
+    if len(neg) == len(Ts):
+        word = ("negative at every horizon: averaged over the iterates on which every method is "
+                "compared, its direction points away from the exact hypergradient")
+    elif len(pos) == len(Ts):
+        word = ("positive at every horizon: averaged over the iterates on which every method is "
+                "compared, its direction points with the exact hypergradient")
+    else:
+        word = f"negative at {_at(neg)} and positive at {_at(pos)}" if neg and pos else f"zero at {_at(Ts)}"
+    out["common"] = (f"On the common steps greedy γ = {gamma:g}'s mean cosine with the exact hypergradient "
+                     f"is {vals}, {word}.")
+    early = {T: float(prefix.loc[(T, lab), "first 5"]) for T in Ts
+             if (T, lab) in prefix.index and np.isfinite(prefix.loc[(T, lab), "first 5"])}
+    out["first"] = (", ".join(f"{early[T]:.3f} at T = {T}" for T in early)
+                    or "not defined (fewer than 5 common steps)")
+    lower = [T for T in early if cos[T] < early[T]]
+    if not early:
+        out["drift"] = "The runs are too short to compare the first 5 steps with the common steps."
+    elif len(lower) == len(early):
+        out["drift"] = f"Its mean cosine is lower on the common steps than over the first 5 steps at every horizon: its direction degrades along the run."
+    elif lower:
+        out["drift"] = f"Its mean cosine is lower on the common steps than over the first 5 steps at {_at(lower)} only."
+    else:
+        out["drift"] = "Its mean cosine is not lower on the common steps than over the first 5 steps at any horizon."
+    parts, above, grows = [], [], []
+    for T in Ts:
+        g = s.loc[T]
+        greedy = g[g.index.str.startswith("greedy γ=")]["final loss"]
+        gam = {float(m.split("=")[1]): float(v) for m, v in greedy.items()}
+        txt = ", ".join(f"{_loss_str(gam[k])} (γ = {k:g})" for k in sorted(gam, reverse=True))
+        if exact in g.index:
+            e = float(g.loc[exact, "final loss"])
+            parts.append(f"{txt} against {_loss_str(e)} for {exact} at T = {T}")
+            if all(v > e for v in gam.values()):
+                above.append(T)
+        else:
+            parts.append(f"{txt} at T = {T}")
+        order = [gam[k] for k in sorted(gam)]
+        if len(order) > 1 and all(a < b for a, b in zip(order, order[1:])):
+            grows.append(T)
+    txt = "Final validation loss of greedy: " + "; ".join(parts) + ". "
+    if above:
+        txt += (f"Every greedy run ends above the exact method at {_at(above)}"
+                + (f" (not at {_at([T for T in Ts if T not in above])})" if len(above) < len(Ts) else "") + ". ")
+    else:
+        txt += "No horizon has every greedy run ending above the exact method. "
+    if grows:
+        txt += (f"The final loss grows with γ at {_at(grows)}"
+                + (f" (not at {_at([T for T in Ts if T not in grows])})" if len(grows) < len(Ts) else "")
+                + ".")
+    else:
+        txt += "At no horizon does the final loss grow with γ."
+    out["loss"] = txt
+    return out

@@ -112,7 +112,33 @@ def summary(result: FewShotResult) -> dict:
         "data_note": result.data_note,
         "oneshot": _oneshot_sentence(result),
         "at_chance": _chance_sentence(result),
+        "greedy_time": greedy_time_sentence(result.table),
     }
+
+
+def greedy_time_sentence(table: pd.DataFrame) -> str:
+    """Greedy's wall time per outer step against full RMD's, per setting (mean over seeds):
+    both need T products through the inner step, so the ratio measures what greedy's extra T
+    query-loss gradients cost. Worded from the ratio."""
+    t = table.dropna(subset=["ours"])
+    parts = []
+    for (shot, way), g in t.groupby(["shot", "way"], sort=False):
+        g = g.set_index("method")
+        if not {"greedy", "rmd"} <= set(g.index):
+            continue
+        tg, tr = float(g.loc["greedy", "s per outer step"]), float(g.loc["rmd", "s per outer step"])
+        if not (tg > 0 and tr > 0):
+            continue
+        r = tg / tr
+        what = (f"if the whole difference is theirs, the extra query gradients take "
+                f"{100 * (1 - 1 / r):.0f} % of greedy's wall time" if r > 1
+                else "the extra query gradients do not make greedy slower")
+        parts.append(f"at {shot}-shot {way}-way {g.loc['greedy', 'ours']} takes {tg:.3f} s per outer "
+                     f"step against {tr:.3f} s for {g.loc['rmd', 'ours']}, {r:.2f} times as long; {what}")
+    if not parts:
+        return "No full RMD run at this scale to compare greedy's wall time with."
+    return ("Against full RMD, which needs the same T products through the inner step: "
+            + "; ".join(parts) + " (means over seeds).")
 
 
 def _chance_sentence(result: FewShotResult, margin: float = 5.0) -> str:
