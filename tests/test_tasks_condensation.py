@@ -128,3 +128,56 @@ def test_fg2u_cosine_follows_lemma_3_1():
     cos = [C._cos(flatten(mg.hypergrad(problem, alpha, "fg2u", b=b, seed=s).grad), g) for s in range(reps)]
     expected = C.fg2u_expected_cosine(N, b)
     assert abs(np.mean(cos) - expected) < 4 * np.std(cos) / np.sqrt(reps) + 0.02 * expected, (np.mean(cos), expected)
+
+
+# ------------------------------------------------------------------ the page's computed prose
+def _runs_for_prose(gain_T_ipc1, gain_E_ipc1, gain_T_ipc10, gain_E_ipc10):
+    import pandas as pd
+    rows = []
+    for ipc, (gT, gE) in ((1, (gain_T_ipc1, gain_E_ipc1)), (10, (gain_T_ipc10, gain_E_ipc10))):
+        for seed in (0, 1):
+            rows.append({"data": "digits", "ipc": ipc, "method": "random real (α₀)", "seed": seed,
+                         "test_acc": 50.0 + seed, "test_acc_T": 40.0 + seed, "images": None})
+            rows.append({"data": "digits", "ipc": ipc, "method": "RGU (full)", "seed": seed,
+                         "test_acc": 50.0 + seed + gE, "test_acc_T": 40.0 + seed + gT,
+                         "images": np.zeros((10 * ipc, 1, 8, 8)).tolist() if seed == 0 else None})
+    return pd.DataFrame(rows)
+
+
+def test_adaptation_gains_and_their_conclusion_follow_the_numbers():
+    runs = _runs_for_prose(19.7, 21.2, 6.9, -4.2)
+    g = C.adaptation_gains(runs).set_index("ipc")
+    assert g.loc[1, "gain_T"] == pytest.approx(19.7) and g.loc[1, "gain_E"] == pytest.approx(21.2)
+    assert g.loc[10, "gain_E"] == pytest.approx(-4.2)
+    assert "depends on the IPC" in C.adaptation_md(C.adaptation_gains(runs))
+    both = C.adaptation_md(C.adaptation_gains(_runs_for_prose(5, 1, 6, 2)))
+    assert "adapt to the *T*-step training they are optimised for more" in both
+    neither = C.adaptation_md(C.adaptation_gains(_runs_for_prose(1, 5, 2, 6)))
+    assert "at least as well" in neither and "+1.0 points" in neither
+
+
+def test_n_pixels_counts_the_learned_images_at_the_smallest_ipc():
+    assert C.n_pixels(_runs_for_prose(1, 1, 1, 1)) == 10 * 8 * 8
+
+
+def test_sensitivity_sentence_follows_pass_fail_and_missing():
+    import pandas as pd
+    sens = pd.DataFrame([
+        {"where": {"ipc": 1}, "smallest_effect": 0.01, "effect": 0.212, "p": 1e-4, "passes": True, "detail": ""},
+        {"where": {"ipc": 10}, "smallest_effect": 0.01, "effect": -0.04, "p": 0.99, "passes": False, "detail": ""},
+        {"where": {"ipc": 50}, "smallest_effect": 0.01, "passes": False, "detail": "not run"}])
+    text = C.sensitivity_md(sens)
+    assert "At IPC 1 " in text and "+21.2 points" in text and "testable there" in text
+    assert "At IPC 10 " in text and "-4.0 points" in text and "*not testable at this scale*" in text
+    assert "At IPC 50 the precondition was not run" in text
+
+
+def test_compute_minutes_sums_the_provenance_and_needs_every_file(tmp_path):
+    import json
+    for name, s in (("digits_ipc1_seed0_trgu", 60.0), ("digits_ipc1_seed0_fg2u", 30.0),
+                    ("digits_whole-data_seed0", 30.0), ("digits_ipc10_seed0_trgu", 600.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"provenance": {"wall_time_s": s}}))
+    assert C.compute_minutes(tmp_path, datasets=["digits"], ipcs=[1], seeds=[0]) == pytest.approx(2.0)
+    assert C.compute_minutes(tmp_path, datasets=["digits"], ipcs=[1, 10], seeds=[0]) == pytest.approx(12.0)
+    with pytest.raises(FileNotFoundError):
+        C.compute_minutes(tmp_path, datasets=["digits"], ipcs=[1], seeds=[0, 1])

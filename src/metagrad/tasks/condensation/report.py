@@ -219,3 +219,174 @@ def plot_equal_compute(runs: pd.DataFrame):
     r["setting"] = [f"{d}, IPC {i}" for d, i in zip(r["data"], r["ipc"])]
     return quality_vs_cost(r, "test_acc", ylabel="test accuracy (%)", label="method", panel="setting")
 
+
+
+# ------------------------------------------------------------------------------ the page's prose
+def compute_minutes(out_dir, *, datasets, ipcs, seeds) -> float:
+    """Minutes the page's result files took to compute: the sum of their provenance
+    ``wall_time_s`` (outer loops and evaluations; every (data set, IPC, seed) file and the
+    whole-data files). A missing file is an error (the page's run did not finish)."""
+    import json
+    from pathlib import Path
+    out_dir, total, n = Path(out_dir), 0.0, 0
+    for d in datasets:
+        for seed in seeds:
+            files = [f for ipc in ipcs for f in sorted(out_dir.glob(f"{d}_ipc{ipc}_seed{seed}_*.json"))]
+            files.append(out_dir / f"{d}_whole-data_seed{seed}.json")
+            for f in files:
+                total += float(json.loads(f.read_text())["provenance"]["wall_time_s"])
+                n += 1
+    if n == 0:
+        raise ValueError(f"no result files of datasets={list(datasets)} under {out_dir}")
+    return total / 60
+
+
+def sensitivity_md(sens: pd.DataFrame, *, points: float = 100.0) -> str:
+    """One sentence per sensitivity precondition (a row of ``PageReport.sensitivity``): does
+    the exact hypergradient beat the crude baseline by the SESOI, and so are the rankings of
+    the estimators testable in that setting. Effects in accuracy points (``points`` × metric)."""
+    out = []
+    for _, r in sens.iterrows():
+        where = ", ".join(f"{'IPC' if k == 'ipc' else k} {v}" for k, v in dict(r["where"]).items())
+        eff, p = r.get("effect", math.nan), r.get("p", math.nan)
+        if r.get("detail") == "not run" or eff is None or not math.isfinite(eff):
+            out.append(f"At {where} the precondition was not run at this scale.")
+            continue
+        p_txt = "" if p is None or not math.isfinite(p) else f", one-sided p = {p:.2g}"
+        head = (f"At {where} the exact hypergradient (full RGU) changes the test accuracy by "
+                f"{points * eff:+.1f} points over the random real images (SESOI "
+                f"{points * r['smallest_effect']:.1f} points{p_txt}): ")
+        out.append(head + ("the precondition passes, so rankings of the estimators are testable there."
+                           if r["passes"] else "the precondition fails, so rankings of the estimators "
+                           "there are *not testable at this scale*."))
+    return " ".join(out)
+
+
+def adaptation_gains(runs: pd.DataFrame, *, start: str = "random real (α₀)") -> pd.DataFrame:
+    """Per (data, IPC, method): the mean gain in test accuracy (points) of the condensed images
+    over the starting images ``start``, after T evaluation steps (``gain_T``) and after E
+    (``gain_E``)."""
+    acc = runs.groupby(["data", "ipc", "method"], sort=False)[["test_acc", "test_acc_T"]].mean()
+    rows = []
+    for (d, ipc, m), a in acc.iterrows():
+        if m in (start, "whole data"):
+            continue
+        s = acc.loc[(d, ipc, start)]
+        rows.append({"data": d, "ipc": ipc, "method": m, "gain_T": a.test_acc_T - s.test_acc_T,
+                     "gain_E": a.test_acc - s.test_acc})
+    return pd.DataFrame(rows)
+
+
+def adaptation_md(gains: pd.DataFrame, *, method: str = "RGU (full)") -> str:
+    """Whether the images serve the T-step training they were optimised for more than the
+    longer E-step evaluation: ``method``'s gains over α₀ after T and after E steps per IPC, how
+    many estimators gain more after T steps, and a conclusion that follows the numbers."""
+    parts, more_T = [], []
+    for (d, ipc), g in gains.groupby(["data", "ipc"], sort=False):
+        r = g[g.method == method].iloc[0]
+        k = int((g.gain_T > g.gain_E).sum())
+        more_T.append(bool(r.gain_T > r.gain_E))
+        parts.append(f"at IPC {ipc}, {method} gains {r.gain_T:+.1f} points over the random real images "
+                     f"after *T* steps and {r.gain_E:+.1f} after *E* steps ({k} of {len(g)} methods gain "
+                     "more after *T* steps)")
+    text = "; ".join(parts)
+    text = text[0].upper() + text[1:] + ". "
+    if all(more_T):
+        return text + (f"So {method}'s images adapt to the *T*-step training they are optimised for more "
+                       "than to the longer evaluation training.")
+    if not any(more_T):
+        return text + (f"So {method}'s images serve the longer evaluation training at least as well as the "
+                       "*T*-step training they are optimised for.")
+    return text + (f"So whether {method}'s images adapt more to the *T*-step training than to the longer "
+                   "evaluation training depends on the IPC.")
+
+
+def n_pixels(runs: pd.DataFrame) -> int:
+    """N, the number of learned pixels at the smallest IPC (from the kept condensed images)."""
+    g = runs[runs["images"].notna()]
+    g = g[g.ipc == g.ipc.min()]
+    return int(np.asarray(g["images"].iloc[0]).size)
+
+
+def paired_cosine_gap(q: dict, a: str, b: str) -> tuple[float, float]:
+    """Mean and 95 % CI half-width over the paired units (checkpoint × problem draw) of
+    estimator ``a``'s cosine minus estimator ``b``'s (both biased, b = 0 rows)."""
+    from ...report import mean_ci
+    c = q["cosines"][q["cosines"].b == 0].pivot_table(index=["checkpoint", "problem"], columns="estimator",
+                                                      values="cos")
+    return mean_ci((c[a] - c[b]).to_numpy())
+
+
+def compare_md(q: dict, a: str, b: str) -> str:
+    """``a``'s accuracy against ``b``'s in words that follow the paired difference of their cosines
+    (about as accurate when its 95 % CI contains 0)."""
+    d, h = paired_cosine_gap(q, a, b)
+    word = ("about as accurate as" if abs(d) <= h else "more accurate than" if d > 0 else "less accurate than")
+    return f"{word} {b} here (paired difference of cosines {d:+.3f} ± {h:.3f})"
+
+
+def crossings(summary: pd.DataFrame, N: int, *, biased: list[str]) -> pd.DataFrame:
+    """Per biased estimator: the formula's b_match (directions for (FG)²U to reach its cosine,
+    :eq:`eq-fg2u-cosine`), the measured bracket ``b_below < crossing ≤ b_above`` (the measured b
+    around where (FG)²U's mean cosine first reaches it; ``b_above`` NaN when no measured b does)
+    and whether b_match lies inside that bracket."""
+    fg = summary[summary.estimator == "(FG)²U"].sort_values("b")
+    rows = []
+    for e in biased:
+        c = float(summary[summary.estimator == e].cos.iloc[0])
+        b_match = (N - 1) * c ** 2 / (1 - c ** 2)
+        above = fg[fg.cos >= c]
+        b_above = float(above.b.iloc[0]) if len(above) else math.nan
+        below = fg[fg.b < b_above] if len(above) else fg
+        b_below = float(below.b.iloc[-1]) if len(below) else 0.0
+        inside = b_below < b_match and (math.isnan(b_above) or b_match <= b_above)
+        rows.append({"estimator": e, "cos": c, "b_match": b_match, "b_below": b_below, "b_above": b_above,
+                     "inside": inside})
+    return pd.DataFrame(rows)
+
+
+def crossings_md(cross: pd.DataFrame) -> str:
+    """One clause per biased estimator (measured crossing bracket, formula's b_match) and how many
+    of the formula's b_match fall inside the measured brackets."""
+    parts = []
+    for _, r in cross.iterrows():
+        where = (f"beyond the largest b measured ({r.b_below:.0f})" if math.isnan(r.b_above)
+                 else f"between b = {r.b_below:.0f} and {r.b_above:.0f}")
+        parts.append(f"{r.estimator} {where}, formula {r.b_match:.0f}")
+    k, n = int(cross.inside.sum()), len(cross)
+    return (f"the measured mean cosines of (FG)²U reach theirs — {'; '.join(parts)} — so the formula's "
+            f"b_match falls inside the measured bracket for {k} of {n}")
+
+
+def time_per_product_ratio(summary: pd.DataFrame) -> float:
+    """Wall time per JVP of (FG)²U at its smallest b over wall time per VJP of full reverse mode
+    (both unroll the same T steps, so above 1 means a JVP through the loop costs more than a VJP)."""
+    fg = summary[summary.estimator == "(FG)²U"].sort_values("b").iloc[0]
+    rgu = summary[summary.estimator == "RGU (full)"].iloc[0]
+    return float((fg["wall time s"] / fg.jvps) / (rgu["wall time s"] / rgu.vjps))
+
+
+def verdict_of(report, claim_id: str) -> str:
+    """The verdict of one registered claim of a ``PageReport``."""
+    v = report.verdicts.set_index("id").verdict
+    if claim_id not in v.index:
+        raise KeyError(f"claim {claim_id!r} is not registered; registered: {list(v.index)}")
+    return str(v[claim_id])
+
+
+def jvp_vjp_md(summary: pd.DataFrame) -> str:
+    """The wall time of a JVP through the loop against a VJP's, worded by the measured ratio."""
+    r = time_per_product_ratio(summary)
+    word = "more" if r > 1 else "less"
+    return (f"a Jacobian-vector product through the loop costs {r:.2f}× the wall time of a "
+            f"vector-Jacobian product ({word}; per product, (FG)²U at its smallest b against full reverse mode)")
+
+
+def lemma_md(verdict: str, claim_id: str = "GQ-lemma31") -> str:
+    """What the Lemma 3.1 claim's verdict says about the measured cosines."""
+    if verdict == "reproduced":
+        return (f"they land on it at every b, as an unbiased estimator as noisy as the paper's variance "
+                f"formula says would (claim {claim_id}: *{verdict}*)")
+    if verdict == "contradicted":
+        return f"they do not all land on it (claim {claim_id}: *{verdict}*)"
+    return f"whether they land on it is not decided here (claim {claim_id}: *{verdict}*)"
