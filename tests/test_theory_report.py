@@ -1,0 +1,40 @@
+"""The theory pages' prose is computed from their results: each sentence changes with the numbers."""
+import numpy as np
+import pandas as pd
+
+from metagrad.tasks import theory_report as tr
+
+
+def test_sign_tail_finds_where_the_last_sign_starts():
+    assert tr.sign_tail(np.array([1, 2, 4, 8]), np.array([0.5, 0.1, -0.2, -0.3])) == (-1, 4)
+    assert tr.sign_tail(np.array([8, 1, 4, 2]), np.array([1.0, -1.0, 1.0, -0.5])) == (1, 4)
+    assert tr.sign_tail(np.array([1, 2]), np.array([0.3, 0.2])) == (1, 1)
+
+
+def _descent(hess_tail, gamma_c, nc_c, base_min=-0.9):
+    Ts = [1, 10, 100]
+    ratios = {"all assumptions": [base_min, 0.95, 1.0], "ill-conditioned Hessian": [0.5, *hess_tail],
+              "γ ≠ 1 − η": [-1.0, 2.0, 3.0], "non-convex L_val": [-0.4, 0.9, 1.0]}
+    R = pd.DataFrame([dict(variant=v, T=T, ratio=r) for v, rs in ratios.items() for T, r in zip(Ts, rs)])
+    S = pd.DataFrame([
+        dict(variant="all assumptions", min_ratio_all_T=base_min, c_min_ratio_T_ge_T0=0.95, ratio_at_T_max=1.0, limit_T_inf=1.0),
+        dict(variant="ill-conditioned Hessian", min_ratio_all_T=-0.3, c_min_ratio_T_ge_T0=-0.3, ratio_at_T_max=hess_tail[-1], limit_T_inf=-0.24),
+        dict(variant="γ ≠ 1 − η", min_ratio_all_T=-1.0, c_min_ratio_T_ge_T0=gamma_c, ratio_at_T_max=3.0, limit_T_inf=3.0),
+        dict(variant="non-convex L_val", min_ratio_all_T=-0.4, c_min_ratio_T_ge_T0=nc_c, ratio_at_T_max=1.0, limit_T_inf=1.0)])
+    return {"summary": S, "ratios": R}
+
+
+def test_descent_sentences_follow_the_signs():
+    ok = pd.DataFrame({"check": ["a", "c"], "holds": [True, True]})
+    w = tr.descent_sentences(_descent([-0.2, -0.25], 1.6, 0.9), ok)
+    assert w["base_argmin"] == 1 and "\"large enough T\" is needed" in w["base_verdict"]
+    assert w["hess_words"].startswith("**negative** at every T ≥ 10 of the grid")
+    assert w["gamma_words"].endswith("stays positive") and "sign is kept" in w["gamma_tail"]
+    assert "does not break descent" in w["nc_words"]
+    w = tr.descent_sentences(_descent([-0.2, 0.1], -0.1, -0.2, base_min=0.2), ok)
+    assert "no large T is needed" in w["base_verdict"]
+    assert w["hess_words"].startswith("positive at the largest T")
+    assert "not always positive" in w["gamma_words"] and "not kept" in w["gamma_tail"]
+    assert "not positive over the whole second half" in w["nc_words"]
+    bad = pd.DataFrame({"check": ["a", "c = min ratio"], "holds": [True, False]})
+    assert "fails (c = min ratio)" in tr.descent_sentences(_descent([-0.2, -0.25], 1.6, 0.9), bad)["base_verdict"]
