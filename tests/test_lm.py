@@ -81,3 +81,22 @@ def test_peak_memory_of_rmd_grows_with_depth_and_fg2us_does_not():
     assert r8 > 2.0 * r2, (r2, r8)
     assert f8 < 1.1 * f2, (f2, f8)
     assert f8 < r8
+
+
+def test_gradient_check_measures_float32_against_a_float64_reference(tmp_path, monkeypatch):
+    """The page's gradient check: float64 reference, (FG)²U cosines ≥ 0 in float64 (ĝ·g is a sum
+    of squares), float32 compared against it; the base model given is not converted in place."""
+    from metagrad.tasks.lm import diagnostics as D
+    monkeypatch.setattr(D, "repo_root", lambda: tmp_path)
+    cfg = S.LMConfig(outer_questions=4, locality_docs=2, scale="test")
+    base = _base(dtype=torch.float32)
+    b64 = D.in_dtype(base, torch.float64)
+    assert next(base.model.parameters()).dtype == torch.float32
+    assert next(b64.model.parameters()).dtype == torch.float64
+    rows = D.gradient_check(cfg, base, 2, depths=(2,), draws=3, progress=False)["result"]
+    r = rows[0]
+    assert len(r["cosines"]) == len(r["cosines_float32"]) == 3
+    assert min(r["cosines"]) >= 0 and r["exact_norm"] > 0
+    assert 0 <= r["rmd_float32_rel_err"] < 1e-3 and r["rmd_float32_cosine"] > 0.999
+    table = D.gradient_table({"result": rows})
+    assert {"float32 RGU: relative error", "float32 (FG)²U: mean cosine"} <= set(table.columns)

@@ -181,3 +181,70 @@ def test_compute_minutes_sums_the_provenance_and_needs_every_file(tmp_path):
     assert C.compute_minutes(tmp_path, datasets=["digits"], ipcs=[1, 10], seeds=[0]) == pytest.approx(12.0)
     with pytest.raises(FileNotFoundError):
         C.compute_minutes(tmp_path, datasets=["digits"], ipcs=[1], seeds=[0, 1])
+
+
+def _quality_summary(fg_cos, biased):
+    import pandas as pd
+    rows = [{"estimator": "RGU (full)", "b": 0, "cos": 1.0, "jvps": 0, "vjps": 10, "wall time s": 0.1}]
+    rows += [{"estimator": e, "b": 0, "cos": c, "jvps": 0, "vjps": 2, "wall time s": 0.05} for e, c in biased.items()]
+    rows += [{"estimator": "(FG)²U", "b": b, "cos": c, "jvps": 10 * b, "vjps": 0, "wall time s": 0.3 * b}
+             for b, c in fg_cos.items()]
+    return pd.DataFrame(rows)
+
+
+def test_crossings_bracket_the_measured_b_and_compare_with_b_match():
+    s = _quality_summary({1: 0.03, 64: 0.31, 256: 0.54}, {"HF": 0.38, "TRGU": 0.56, "Neu": 0.54})
+    cr = C.crossings(s, 640, biased=["HF", "TRGU", "Neu"]).set_index("estimator")
+    assert (cr.loc["HF", "b_below"], cr.loc["HF", "b_above"]) == (64, 256) and cr.loc["HF", "inside"]
+    assert cr.loc["HF", "b_match"] == pytest.approx(639 * 0.38 ** 2 / (1 - 0.38 ** 2))
+    assert np.isnan(cr.loc["TRGU", "b_above"]) and cr.loc["TRGU", "inside"]  # b_match 292 > 256
+    assert not cr.loc["Neu", "inside"]  # reached at 256, formula 265
+    text = C.crossings_md(cr.reset_index())
+    assert "HF between b = 64 and 256, formula 108" in text and "beyond the largest b measured (256)" in text
+    assert text.endswith("for 2 of 3")
+
+
+def test_time_per_product_ratio_and_its_words():
+    s = _quality_summary({1: 0.03, 4: 0.07}, {"HF": 0.38})
+    assert C.time_per_product_ratio(s) == pytest.approx((0.3 / 10) / (0.1 / 10))
+    assert "costs more wall time than a vector-Jacobian product: 3.00×" in C.jvp_vjp_md(s)
+    s.loc[s.estimator == "RGU (full)", "wall time s"] = 1.0
+    assert "costs less wall time" in C.jvp_vjp_md(s)
+
+
+def test_compare_md_follows_the_paired_difference():
+    import pandas as pd
+    units = [(c, p) for c in range(3) for p in range(3)]
+    def q(shift):
+        rows = [{"checkpoint": c, "problem": p, "estimator": "TRGU", "b": 0, "cos": 0.5 + 0.1 * ((c + p) % 3)}
+                for c, p in units]
+        rows += [{"checkpoint": c, "problem": p, "estimator": "greedy", "b": 0,
+                  "cos": 0.5 + 0.1 * ((c + p) % 3) + shift + 0.01 * (-1) ** (c + p)} for c, p in units]
+        return {"cosines": pd.DataFrame(rows)}
+    assert C.compare_md(q(0.0), "greedy", "TRGU").startswith("about as accurate as TRGU")
+    assert C.compare_md(q(0.2), "greedy", "TRGU").startswith("more accurate than TRGU")
+    assert C.compare_md(q(-0.2), "greedy", "TRGU").startswith("less accurate than TRGU")
+
+
+def test_lemma_md_follows_the_verdict():
+    assert "land on it at every b" in C.lemma_md("reproduced")
+    assert "do not all land" in C.lemma_md("contradicted") and "*contradicted*" in C.lemma_md("contradicted")
+    assert "not decided" in C.lemma_md("not run")
+
+
+def test_verdict_of_reads_one_claim_and_names_the_registered_ones():
+    import types
+
+    import pandas as pd
+    rep = types.SimpleNamespace(verdicts=pd.DataFrame({"id": ["A", "B"], "verdict": ["reproduced", "not run"]}))
+    assert C.verdict_of(rep, "B") == "not run"
+    with pytest.raises(KeyError, match="registered"):
+        C.verdict_of(rep, "C")
+
+
+def test_recipe_md_follows_the_verdict():
+    assert "that is the observation behind" in C.recipe_md("reproduced", acc_two=60, acc_fg2u=50)
+    assert "the opposite" in C.recipe_md("contradicted", acc_two=40, acc_fg2u=50)
+    undecided = C.recipe_md("not detected at this scale", acc_two=40, acc_fg2u=50)
+    assert "not above" in undecided and "neither supports nor contradicts" in undecided
+    assert "mean is above" in C.recipe_md("not detected at this scale", acc_two=60, acc_fg2u=50)

@@ -265,10 +265,21 @@ def _gradient_facts(result: LMResult) -> dict:
         out["grad_norms"] = "; ".join(f"depth {r['depth']}: {r['exact_norm']:.2g}" for r in g)
         out["cosines"] = "; ".join(f"depth {r['depth']}: {np.nanmean(r['cosines']):.2f}" for r in g)
         out["cosine_predicted"] = f"{g[0]['predicted_cosine']:.2f}"
+        if "rmd_float32_rel_err" in g[0]:
+            out["float32_err"] = "; ".join(
+                f"depth {r['depth']}: relative error {r['rmd_float32_rel_err']:.2g} (cosine {r['rmd_float32_cosine']:.3f})"
+                for r in g)
+            out["float32_cosines"] = "; ".join(f"depth {r['depth']}: {np.nanmean(r['cosines_float32']):.2f}" for r in g)
+            bad = [r["depth"] for r in g if not r["rmd_float32_rel_err"] < 0.5]
+            out["float32_unreliable"] = (
+                f"from depth {min(bad)} on (of the depths checked) float32's hypergradient is off by half its norm "
+                "or more, so the runs at those depths followed rounding-dominated hypergradients"
+                if bad else "at every depth checked float32's hypergradient is within half its norm of float64's")
     t = result.runs[result.runs.method != "uniform"]
     stuck = t[t.alpha_max <= result.config.outer_lr * (1 + 1e-6)]
     out["stuck"] = (", ".join(f"{arm(m, d)} seed {s}" for m, d, s in zip(stuck.method, stuck.depth, stuck.seed))
                     or "none")
+    out["n_stuck"], out["n_trained"] = len(stuck), len(t)
     try:
         w = token_weight_table(result).drop(columns=["position", "token"]).groupby("role").mean()
         out["weights"] = "; ".join(f"{a}: " + ", ".join(f"{r} {w[a][r]:.2f}" for r in w.index) for a in w.columns)
