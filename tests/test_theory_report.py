@@ -1,5 +1,6 @@
 """The theory pages' prose is computed from their results: each sentence changes with the numbers."""
 import numpy as np
+import pytest
 import pandas as pd
 
 from metagrad.tasks import theory_report as tr
@@ -64,3 +65,25 @@ def test_exactness_sentences_follow_the_numbers():
     assert "falls to 0.2 before K = T" in w["all_words"]
     assert w["opt_increases"] == 0 and "always makes TRGU more accurate" in w["opt_words"]
     assert "room to spare" in tr.exactness_sentences(_exactness([1, 0], [1, 0], 0.05), ok)["shaban_words"]
+
+
+def test_loglog_slope_recovers_a_power_law():
+    m = np.array([1, 10, 100, 1000])
+    assert tr.loglog_slope(m, 3 * m ** -0.5) == pytest.approx(-0.5)
+    assert tr.loglog_slope(m, m ** -1.0) == pytest.approx(-1.0)
+
+
+def test_variance_sentences_follow_the_verdict_and_the_rate():
+    m = np.array([1, 10, 100, 1000])
+    running = pd.DataFrame({"distribution": ["rademacher"] * 4 + ["gaussian"] * 4, "m": np.r_[m, m],
+                            "rel_err": np.r_[m ** -0.5, 2 * m ** -0.52]})
+    ok = pd.DataFrame({"check": ["rademacher, N=2, b=1: |measured/theory − 1|", "rademacher: unbiased, max |z|",
+                                 "gaussian: unbiased, max |z|"], "holds": [True, True, True]})
+    w = tr.variance_sentences({"running": running}, ok)
+    assert w["variance_words"].startswith("within sampling error of 1 in every case")
+    assert "-0.500 (rademacher), -0.520 (gaussian)" in w["rate_words"] and "close to" in w["rate_words"]
+    assert w["bias_words"] == "no detectable bias"
+    bad = ok.assign(holds=[False, True, False])
+    w = tr.variance_sentences({"running": running.assign(rel_err=np.r_[m ** -1.0, m ** -1.0])}, bad)
+    assert w["variance_words"].startswith("outside sampling error of 1 in 1 of 1 cases")
+    assert "away from" in w["rate_words"] and w["bias_words"] == "a bias is detected for gaussian"

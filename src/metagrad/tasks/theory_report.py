@@ -127,3 +127,40 @@ def exactness_sentences(res: dict, verdict: pd.DataFrame, *, family: str = "mlp_
             f"For the optimiser hyperparameters alone the error decreases at each of the {T} steps "
             "from K = 0 to K = T: here back-propagating through more steps always makes TRGU more accurate.")
     return out
+
+
+# ------------------------------------------------------------------------------ (FG)²U variance
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log y against log x (points with x, y > 0)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = (x > 0) & (y > 0)
+    if keep.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+
+
+def variance_sentences(res: dict, verdict: pd.DataFrame, *, rate_tol: float = 0.1) -> dict:
+    """The words of theory_fg2u_variance's result paragraph, from ``res`` of
+    :func:`metagrad.tasks.theory.fg2u_variance` and its ``verdict``
+    (:func:`~metagrad.tasks.theory.check_fg2u_variance`): the law's verdict, the fitted rate of
+    the running mean (against −1/2, "close" within ``rate_tol``) and the bias verdict."""
+    var = verdict[verdict.check.str.contains("measured/theory")]
+    bad = int((~var.holds).sum())
+    out = {"variance_words": (
+        "within sampling error of 1 in every case (verdict below), for both Rademacher and Gaussian "
+        "directions: the (N−1)/b and (N+1)/b laws hold, including the difference between the two "
+        "distributions at small N" if bad == 0 and len(var) else
+        f"outside sampling error of 1 in {bad} of {len(var)} cases (verdict below): the laws are not "
+        "confirmed on every configuration")}
+    slopes = {d: loglog_slope(g["m"], g["rel_err"]) for d, g in res["running"].groupby("distribution", sort=False)}
+    out["slopes"] = slopes
+    fit = ", ".join(f"{s:.3f} ({d})" for d, s in slopes.items())
+    close = all(abs(s + 0.5) <= rate_tol for s in slopes.values())
+    out["rate_words"] = (f"its relative error falls with a fitted log-log slope of {fit} in m, "
+                         + ("close to" if close else "away from")
+                         + " the −0.5 of the predicted 1/√m rate")
+    unb = verdict[verdict.check.str.contains("unbiased")]
+    biased = list(unb.loc[~unb.holds, "check"].str.split(":").str[0])
+    out["bias_words"] = ("no detectable bias" if len(unb) and not biased
+                         else "a bias is detected for " + ", ".join(biased) if biased else "bias not checked")
+    return out
