@@ -38,3 +38,29 @@ def test_descent_sentences_follow_the_signs():
     assert "not positive over the whole second half" in w["nc_words"]
     bad = pd.DataFrame({"check": ["a", "c = min ratio"], "holds": [True, False]})
     assert "fails (c = min ratio)" in tr.descent_sentences(_descent([-0.2, -0.25], 1.6, 0.9), bad)["base_verdict"]
+
+
+def _exactness(all_errs, opt_errs, quad_ratio):
+    T = len(all_errs) - 1
+    trunc = [dict(problem="quadratic", part="all of α", T=T, K=K, rel_err=quad_ratio * 0.5 ** K, bound=0.5 ** K)
+             for K in range(T + 1)]
+    trunc += [dict(problem="mlp_momentum", part=p, T=T, K=K, rel_err=e, bound=np.nan)
+              for p, errs in (("all of α", all_errs), ("optimiser", opt_errs)) for K, e in enumerate(errs)]
+    return {"truncation": pd.DataFrame(trunc)}
+
+
+def test_exactness_sentences_follow_the_numbers():
+    ok = pd.DataFrame({"check": ["quadratic: rmd vs central FD", "quadratic: rmd vs closed form", "x"],
+                       "holds": [True, True, False]})
+    w = tr.exactness_sentences(_exactness([1.0, 0.99, 0.98, 0.0], [1.0, 0.5, 0.7, 0.0], 0.55), ok)
+    assert w["exact_words"].startswith("both are exact")
+    assert w["shaban_words"] == "holds: the error is at most 0.55 times the bound"
+    assert w["all_min"] == 0.98 and "at least 0.98 for every K < T" in w["all_words"]
+    assert w["opt_increases"] == 1 and "not monotone" in w["opt_words"] and "1 times out of 3" in w["opt_words"]
+    bad = ok.assign(holds=[True, False, True])
+    w = tr.exactness_sentences(_exactness([1.0, 0.3, 0.2, 0.0], [1.0, 0.5, 0.2, 0.0], 2.0), bad)
+    assert w["exact_words"] == "the exactness check fails for quadratic: rmd vs closed form"
+    assert w["shaban_words"].startswith("does not hold")
+    assert "falls to 0.2 before K = T" in w["all_words"]
+    assert w["opt_increases"] == 0 and "always makes TRGU more accurate" in w["opt_words"]
+    assert "room to spare" in tr.exactness_sentences(_exactness([1, 0], [1, 0], 0.05), ok)["shaban_words"]

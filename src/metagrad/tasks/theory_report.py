@@ -73,3 +73,57 @@ def descent_sentences(res: dict, verdict: pd.DataFrame) -> dict:
                               if nc.c_min_ratio_T_ge_T0 > 0 else
                               "and without it the ratio is not positive over the whole second half of the grid here.")
     return out
+
+
+# ------------------------------------------------------------------------------ exactness
+def exactness_sentences(res: dict, verdict: pd.DataFrame, *, family: str = "mlp_momentum") -> dict:
+    """The words of theory_exactness's result paragraph, from ``res`` of
+    :func:`metagrad.tasks.theory.exactness` and its ``verdict``
+    (:func:`~metagrad.tasks.theory.check_exactness`)."""
+    out = {}
+    exact = verdict[verdict.check.str.contains(" vs central FD| vs closed form")]
+    failing = exact.loc[~exact.holds, "check"]
+    out["exact_words"] = ("both are exact within the checks' tolerances" if len(exact) and failing.empty
+                          else "the exactness check fails for " + "; ".join(failing) if len(failing)
+                          else "no exactness check ran")
+    tr = res["truncation"]
+    quad = tr[tr.problem == "quadratic"]
+    if len(quad) and quad["bound"].notna().all():
+        r = float((quad.rel_err / quad.bound).max())
+        out["shaban_ratio"] = r
+        out["shaban_words"] = (
+            f"holds with room to spare: the error is at most {_g(r, 2)} times the bound" if r <= 0.1 else
+            f"holds: the error is at most {_g(r, 2)} times the bound" if r <= 1 else
+            f"does not hold: the error reaches {_g(r, 2)} times the bound")
+    else:
+        out["shaban_ratio"], out["shaban_words"] = math.nan, "is not evaluated at this scale"
+    allp = tr[(tr.problem == family) & (tr.part == "all of α")]
+    T = int(allp["T"].iloc[0]) if len(allp) else 0
+    before = allp[allp.K < T]
+    if len(before):
+        lo = float(before.rel_err.min())
+        at_T = float(allp.loc[allp.K == T, "rel_err"].iloc[0])
+        out["all_min"] = lo
+        out["all_words"] = (
+            f"On the MLP the error over all of α is at least {_g(lo, 3)} for every K < T and "
+            f"{_g(at_T, 2)} at K = T: the learned initialisation dominates the hypergradient and enters only "
+            "through w₀, which only K = T reaches." if lo >= 0.5 else
+            f"On the MLP the error over all of α falls to {_g(lo, 3)} before K = T.")
+    else:
+        out["all_min"], out["all_words"] = math.nan, ""
+    opt = tr[(tr.problem == family) & (tr.part != "all of α")]
+    n = int((opt.rel_err.diff().iloc[1:] > 0).sum()) if len(opt) else 0
+    out["opt_increases"] = n
+    if not len(opt):
+        out["opt_words"] = ""
+    elif n:
+        out["opt_words"] = (
+            f"For the optimiser hyperparameters alone the error is not monotone in K: it increases from "
+            f"one K to the next {n} times out of {T} (with momentum the terms that truncation discards "
+            "can oscillate in sign instead of decaying steadily), so back-propagating through more "
+            "steps does not always make TRGU more accurate until K = T.")
+    else:
+        out["opt_words"] = (
+            f"For the optimiser hyperparameters alone the error decreases at each of the {T} steps "
+            "from K = 0 to K = T: here back-propagating through more steps always makes TRGU more accurate.")
+    return out
