@@ -60,3 +60,14 @@ def test_drift_measures_the_last_tenth_and_the_direction():
     assert "KdV" in text and "(1 of 2 runs moving away from the truth)" in text and "has not settled" in text
     flat = _traj({0: [2.0] * 11, 1: [0.5] * 11})
     assert "has settled (less than 1 %) on every equation" in F.drift_md(F.drift(flat))
+
+
+def test_pinn_vs_numerical_takes_the_smallest_ratio_and_the_papers():
+    # PINN errors equal to the paper's, numerical errors 10× smaller than the paper's
+    s = _summary({"kdv": (1.0, 1.0), "burgers": (1.0, 1.0)}, {"kdv": (0.1, 0.1), "burgers": (0.1, 0.1)})
+    text = F.pinn_vs_numerical_md(s)
+    # paper's smallest PINN / numerical ratios over Burgers and KdV: ε_ν 94.40/0.72 (KdV), ε_u 832.81/2.72 (KdV)
+    assert f"at least {94.40 / 0.72:,.0f}× and {832.81 / 2.72:,.0f}×" in text
+    assert text.startswith("orders of magnitude worse than") and f"at least {10 * 94.40 / 0.72:,.0f}× its ε_ν" in text
+    close = _summary({"kdv": (0.001, 0.001)}, {"kdv": (1.0, 1.0)})
+    assert F.pinn_vs_numerical_md(close).startswith("not worse everywhere than")

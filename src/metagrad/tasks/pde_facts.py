@@ -7,7 +7,7 @@ import pandas as pd
 
 from .pde import PAPER_TABLE
 
-__all__ = ["NAMES", "paper_ratios", "pinn_vs_paper_md", "numerical_vs_paper_md", "drift", "drift_md"]
+__all__ = ["NAMES", "paper_ratios", "pinn_vs_paper_md", "numerical_vs_paper_md", "drift", "drift_md", "pinn_vs_numerical_md"]
 
 NAMES = {"burgers": "Burgers", "allen_cahn": "Allen–Cahn", "kdv": "KdV"}
 _MEASURES = {"ratio_nu": "ε_ν", "ratio_u": "ε_u"}
@@ -88,3 +88,28 @@ def drift_md(d: pd.DataFrame, *, solver: str = "pinn", settled: float = 0.01, fr
     if not moving:
         return text + f", so it has settled (less than {100 * settled:g} %) on every equation"
     return text + f", so it has not settled on {', '.join(moving)}"
+
+
+def _pinn_over_numerical(s: pd.DataFrame, nu: str, u: str) -> tuple[float, float]:
+    t = s.set_index(["equation", "solver"])
+    eqs = [e for e in dict.fromkeys(s.equation) if (e, "pinn") in t.index and (e, "spectral") in t.index]
+    r_nu = min(t.loc[(e, "pinn"), nu] / t.loc[(e, "spectral"), nu] for e in eqs)
+    r_u = min(t.loc[(e, "pinn"), u] / t.loc[(e, "spectral"), u] for e in eqs)
+    return float(r_nu), float(r_u)
+
+
+def _times(r: float) -> str:
+    return f"{r:,.0f}" if r >= 100 else f"{r:.2g}"
+
+
+def pinn_vs_numerical_md(summary: pd.DataFrame) -> str:
+    """How much worse the PINN route is than the numerical one: the smallest PINN / numerical
+    ratio of ε_ν and of ε_u over our equations, beside the paper's on the same equations."""
+    r_nu, r_u = _pinn_over_numerical(summary, "eps_nu", "eps_u")
+    paper = PAPER_TABLE[PAPER_TABLE.equation.isin(set(summary.equation))]
+    p_nu, p_u = _pinn_over_numerical(paper, "eps_nu_e2", "eps_u_e3")
+    low = min(r_nu, r_u)
+    word = ("orders of magnitude worse than" if low >= 100 else "worse than" if low > 1
+            else "not worse everywhere than")
+    return (f"{word} the numerical solver: at least {_times(r_nu)}× its ε_ν and {_times(r_u)}× its ε_u on "
+            f"every equation (the paper's table, same equations: at least {_times(p_nu)}× and {_times(p_u)}×)")
