@@ -87,3 +87,28 @@ def test_variance_sentences_follow_the_verdict_and_the_rate():
     w = tr.variance_sentences({"running": running.assign(rel_err=np.r_[m ** -1.0, m ** -1.0])}, bad)
     assert w["variance_words"].startswith("outside sampling error of 1 in 1 of 1 cases")
     assert "away from" in w["rate_words"] and w["bias_words"] == "a bias is detected for gaussian"
+
+
+def _cost(greedy_cos, t1t2_cos, exps, agrees):
+    E = pd.DataFrame({"method": ["rmd", "greedy", "t1t2"], "memory_exponent": exps,
+                      "cos_rmd_at_T_max": [1.0, greedy_cos, t1t2_cos]})
+    F = pd.DataFrame({"property": ["linear complexity", "linear complexity", "long horizon", "online optimisation"],
+                      "method": ["RMD", "greedy", "T1−T2", "greedy"], "agrees": [True, agrees, agrees, None]})
+    return {"exponents": E, "features": F, "flat_exponent": 0.25}
+
+
+def test_cost_sentences_follow_the_verdict_and_the_cosines():
+    ok = pd.DataFrame({"check": ["rmd: (steps, JVPs, VJPs, HVPs) as documented, all T", "rmd: peak memory grows with T",
+                                 "greedy: peak memory flat in T"], "holds": [True, True, True]})
+    w = tr.cost_sentences(_cost(0.5, 0.6, [1.0, 0.01, 0.0], True), ok)
+    assert w["counts_words"].startswith("Every counter") and w["thm_words"] == "every check holds on this problem"
+    assert w["memory_words"].startswith("every other estimator's is flat") and w["positive_words"]
+    assert w["linear_words"] == "The *linear complexity* row agrees with the slides in all 2 measured cells."
+    assert w["greedy_diff"] == pytest.approx(-0.1) and "less well aligned" in w["greedy_words"]
+    assert "no better aligned" in tr.cost_sentences(_cost(0.6001, 0.6, [1.0, 0.0, 0.0], True), ok)["greedy_words"]
+    bad = ok.assign(holds=[False, True, False])
+    w = tr.cost_sentences(_cost(0.7, 0.6, [1.0, -0.01, 0.0], False), bad)
+    assert w["counts_words"] == "The counters differ from their documented formulas for rmd."
+    assert "not every other estimator's is flat: greedy" in w["memory_words"] and w["positive_words"] == ""
+    assert w["thm_words"].startswith("not confirmed") and "disagrees with the slides for greedy" in w["linear_words"]
+    assert "for T1−T2 (1 of 1" in w["long_words"] and "is better aligned" in w["greedy_words"]

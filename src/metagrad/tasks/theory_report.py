@@ -164,3 +164,56 @@ def variance_sentences(res: dict, verdict: pd.DataFrame, *, rate_tol: float = 0.
     out["bias_words"] = ("no detectable bias" if len(unb) and not biased
                          else "a bias is detected for " + ", ".join(biased) if biased else "bias not checked")
     return out
+
+
+# ------------------------------------------------------------------------------ cost
+def cost_sentences(res: dict, verdict: pd.DataFrame, *, tie: float = 0.01) -> dict:
+    """The words of theory_cost's result paragraphs, from ``res`` of
+    :func:`metagrad.tasks.theory.cost_scaling` and its ``verdict``
+    (:func:`~metagrad.tasks.theory.check_cost_scaling`). Greedy and T1−T2 count as equally
+    aligned when their cosines with RMD differ by less than ``tie``."""
+    out = {}
+    counts = verdict[verdict.check.str.contains("as documented")]
+    bad = counts.loc[~counts.holds, "check"].str.split(":").str[0]
+    out["counts_words"] = ("Every counter equals its documented formula at every T." if bad.empty else
+                           "The counters differ from their documented formulas for " + ", ".join(bad) + ".")
+    flat = verdict[verdict.check.str.contains("flat in T")]
+    notflat = list(flat.loc[~flat.holds, "check"].str.split(":").str[0])
+    E = res["exponents"].set_index("method")
+    others = E.drop(index="rmd", errors="ignore").memory_exponent
+    if not notflat:
+        txt = f"every other estimator's is flat (exponent below {res['flat_exponent']:g})"
+    else:
+        txt = (f"not every other estimator's is flat: {', '.join(notflat)} reach an exponent of at least "
+               f"{res['flat_exponent']:g}")
+    out["memory_words"] = txt
+    out["positive_words"] = (
+        "The positive exponents below the threshold have a known source: the library keeps the inner "
+        "loss of every step (and, for forward mode, of every direction) to detect divergence, 8 bytes "
+        "per step and direction — negligible next to the trajectory RMD stores, but not literally constant."
+        if len(others) and (others > 0).any() else "")
+    failing = list(verdict.loc[~verdict.holds, "check"])
+    out["thm_words"] = ("every check holds on this problem" if not failing else
+                        "not confirmed on this problem; failing: " + "; ".join(failing))
+    F = res["features"]
+    for prop, key in (("linear complexity", "linear"), ("long horizon", "long")):
+        f = F[(F.property == prop) & F.agrees.notna()]
+        dis = list(f.loc[f.agrees.eq(False), "method"])
+        out[f"{key}_words"] = (f"The *{prop}* row agrees with the slides in all {len(f)} measured cells."
+                               if not dis else
+                               f"The *{prop}* row disagrees with the slides for {', '.join(dis)} "
+                               f"({len(dis)} of {len(f)} measured cells).")
+    if {"greedy", "t1t2"} <= set(E.index):
+        diff = float(E.loc["greedy", "cos_rmd_at_T_max"] - E.loc["t1t2", "cos_rmd_at_T_max"])
+        out["greedy_diff"] = diff
+        lead = f"greedy's cosine minus T1−T2's is {diff:+.3g}: "
+        no_show = (", so whatever advantage greedy has at long horizons does not show in the direction "
+                   "of a single hypergradient on this problem")
+        out["greedy_words"] = lead + (
+            f"greedy is less well aligned than the one-step T1−T2 here{no_show}" if diff <= -tie else
+            f"greedy is no better aligned than the one-step T1−T2 here (the cosines differ by less than "
+            f"{tie:g}){no_show}" if diff < tie else
+            "greedy is better aligned than the one-step T1−T2 here")
+    else:
+        out["greedy_diff"], out["greedy_words"] = math.nan, "greedy or T1−T2 did not run"
+    return out
