@@ -16,6 +16,7 @@ from .module import from_module, FunctionalModule
 from .interop import objective
 from .loops import outer_loop, OuterConfig
 from .cost import Cost
+from .precision import precision_check
 from .errors import MetagradError, ConfigError, InnerDivergenceError, MemoryBudgetError
 
 __version__ = "0.1.0"
@@ -23,6 +24,6 @@ __all__ = [
     "BilevelProblem", "BlackBoxProblem", "minibatches", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "RMSprop", "schedule", "Result",
     "available_methods", "options_of", "hypergrad", "register", "fg2u_directions", "Cost",
     "from_module", "FunctionalModule", "implicit", "hvp", "StructuralZeroWarning",
-    "objective", "outer_loop", "OuterConfig",
+    "objective", "outer_loop", "OuterConfig", "precision_check",
     "MetagradError", "ConfigError", "InnerDivergenceError", "MemoryBudgetError",
 ]
