@@ -112,3 +112,18 @@ def test_cost_sentences_follow_the_verdict_and_the_cosines():
     assert "not every other estimator's is flat: greedy" in w["memory_words"] and w["positive_words"] == ""
     assert w["thm_words"].startswith("not confirmed") and "disagrees with the slides for greedy" in w["linear_words"]
     assert "for T1−T2 (1 of 1" in w["long_words"] and "is better aligned" in w["greedy_words"]
+
+
+def test_convergence_sentences_follow_the_ratios():
+    ok = pd.DataFrame({"check": ["b=1", "b=7"], "holds": [True, True]})
+    res = {"summary": pd.DataFrame({"b": [1, 3, 7], "rho": [1 / 7, 3 / 7, 1.0], "max_ratio": [0.2, 0.3, 0.4]})}
+    w = tr.convergence_sentences(res, ok)
+    assert w["rho_at_max"] == 1.0 and w["four_max"] == pytest.approx(1.6)
+    assert w["stays_words"].startswith("stays below") and "not loose" in w["tight_words"]
+    assert w["where_words"] == "the bound is tightest for the largest b" and "cannot be replaced" in w["constant_words"]
+    res = {"summary": pd.DataFrame({"b": [1, 3, 7], "rho": [1 / 7, 3 / 7, 1.0], "max_ratio": [0.2, 0.05, 0.01]})}
+    w = tr.convergence_sentences(res, ok)
+    assert w["where_words"].startswith("the bound is tightest for b = 1") and "even the constant 1" in w["constant_words"]
+    res = {"summary": pd.DataFrame({"b": [1], "rho": [1.0], "max_ratio": [1.3]})}
+    assert "beyond its sampling error" in tr.convergence_sentences(res, ok.assign(holds=False))["stays_words"]
+    assert "but not beyond" in tr.convergence_sentences(res, ok)["stays_words"]

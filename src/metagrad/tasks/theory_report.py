@@ -217,3 +217,31 @@ def cost_sentences(res: dict, verdict: pd.DataFrame, *, tie: float = 0.01) -> di
     else:
         out["greedy_diff"], out["greedy_words"] = math.nan, "greedy or T1−T2 did not run"
     return out
+
+
+# ------------------------------------------------------------------------------ (FG)²U convergence
+def convergence_sentences(res: dict, verdict: pd.DataFrame) -> dict:
+    """The words of theory_fg2u_convergence's result paragraph, from ``res`` of
+    :func:`metagrad.tasks.theory.fg2u_convergence` and its ``verdict``
+    (:func:`~metagrad.tasks.theory.check_fg2u_convergence`)."""
+    s = res["summary"]
+    i = s.max_ratio.idxmax()
+    mx, b_arg, rho_arg = float(s.max_ratio.max()), int(s.b[i]), float(s.rho[i])
+    out = {"rho_at_max": rho_arg, "four_max": 4 * mx}
+    if mx <= 1:
+        stays = "stays below the bound of the theorem for every b and every K of the run"
+    elif verdict.holds.all():
+        stays = ("exceeds the bound of the theorem somewhere, but not beyond its sampling error at any "
+                 "checked K")
+    else:
+        stays = "exceeds the bound of the theorem beyond its sampling error (verdict below)"
+    out["stays_words"] = stays
+    out["tight_words"] = ("The bound is not loose by orders of magnitude" if mx >= 0.1 else
+                          "The bound is loose by at least an order of magnitude")
+    out["where_words"] = ("the bound is tightest for the largest b" if b_arg == int(s.b.max()) else
+                          f"the bound is tightest for b = {b_arg}, not for the largest b")
+    out["constant_words"] = (
+        f"the constant 4 cannot be replaced by 1 on this problem (with 1, the largest ratio would be "
+        f"{4 * mx:.3g})" if 4 * mx > 1 else
+        f"on this problem even the constant 1 would do (with 1, the largest ratio would be {4 * mx:.3g})")
+    return out
