@@ -127,3 +127,25 @@ def test_convergence_sentences_follow_the_ratios():
     res = {"summary": pd.DataFrame({"b": [1], "rho": [1.0], "max_ratio": [1.3]})}
     assert "beyond its sampling error" in tr.convergence_sentences(res, ok.assign(holds=False))["stays_words"]
     assert "but not beyond" in tr.convergence_sentences(res, ok)["stays_words"]
+
+
+def test_limit_sentences_follow_the_checks_and_the_bend():
+    ok = pd.DataFrame({"check": ["hyper_cleaning: log-log slope", "mlp_momentum: log-log slope", "x: |distance|"],
+                       "holds": [True, True, True]})
+    fits = pd.DataFrame({"problem": ["hyper_cleaning", "mlp_momentum"]})
+
+    def table(top):
+        return pd.DataFrame([dict(problem=p, gamma=g, distance=g * (1 + (top[i] if g == 0.1 else 0)), predicted=g)
+                             for i, p in enumerate(fits.problem) for g in (1e-6, 0.1)])
+    w = tr.limit_sentences({"fits": fits, "table": table([0.05, 0.1])}, ok)
+    assert w["linear_words"].startswith("The distance to T1−T2 falls linearly")
+    assert w["verdict_words"] == "holds on every problem checked (hyper_cleaning, mlp_momentum), momentum included"
+    assert "+5.00% (hyper_cleaning), +10.00% (mlp_momentum): the curves bend upward" in w["bend_words"]
+    assert "bend downward" in tr.limit_sentences({"fits": fits, "table": table([-0.05, -0.1])}, ok)["bend_words"]
+    assert "no visible bend" in tr.limit_sentences({"fits": fits, "table": table([0.001, 0.0])}, ok)["bend_words"]
+    bad = ok.assign(holds=[True, False, True])
+    w = tr.limit_sentences({"fits": fits, "table": table([0.05, -0.1])}, bad)
+    assert "does not fall linearly" in w["linear_words"] and w["verdict_words"].startswith("is not confirmed")
+    assert "bending upward on hyper_cleaning; downward on mlp_momentum" in w["bend_words"]
+    w = tr.limit_sentences({"fits": fits, "table": table([0.05, 0.0])}, ok)
+    assert "bending upward on hyper_cleaning; no visible bend on mlp_momentum" in w["bend_words"]

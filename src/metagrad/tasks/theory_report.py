@@ -245,3 +245,42 @@ def convergence_sentences(res: dict, verdict: pd.DataFrame) -> dict:
         f"{4 * mx:.3g})" if 4 * mx > 1 else
         f"on this problem even the constant 1 would do (with 1, the largest ratio would be {4 * mx:.3g})")
     return out
+
+
+# ------------------------------------------------------------------------------ greedy limit
+def limit_sentences(res: dict, verdict: pd.DataFrame, *, visible: float = 0.01) -> dict:
+    """The words of theory_greedy_limit's result paragraph, from ``res`` of
+    :func:`metagrad.tasks.theory.greedy_limit` and its ``verdict``
+    (:func:`~metagrad.tasks.theory.check_greedy_limit`): linearity and the proposition from the
+    checks; how far the distance departs from the first-order line γ‖c₁‖ at the largest γ (a
+    bend is named when the departure is at least ``visible``, relative)."""
+    slopes = verdict[verdict.check.str.contains("log-log slope")]
+    out = {"linear_words": ("The distance to T1−T2 falls linearly with γ" if slopes.holds.all() else
+                            "The distance to T1−T2 does not fall linearly with γ on every problem")}
+    problems = list(res["fits"].problem)
+    failing = list(verdict.loc[~verdict.holds, "check"])
+    out["verdict_words"] = (
+        f"holds on every problem checked ({', '.join(problems)})"
+        + (", momentum included" if "mlp_momentum" in problems else "") if not failing else
+        "is not confirmed; failing: " + "; ".join(failing))
+    t = res["table"]
+    top = t[t.gamma == t.gamma.max()]
+    dev = {r.problem: r.distance / r.predicted - 1 for r in top.itertuples()}
+    out["gamma_max"] = float(t.gamma.max())
+    txt = ("the distance departs from the first-order line γ‖c₁‖ by "
+           + ", ".join(f"{d:+.2%} ({p})" for p, d in dev.items()))
+    big = [d for d in dev.values() if abs(d) >= visible]
+    if big and all(d > 0 for d in big) and len(big) == len(dev):
+        txt += ": the curves bend upward there, where the O(γ²) terms start to matter"
+    elif big and all(d < 0 for d in big) and len(big) == len(dev):
+        txt += ": the curves bend downward there, where the O(γ²) terms start to matter"
+    elif not big:
+        txt += f": less than {visible:.0%} on every problem, no visible bend"
+    else:
+        parts = [(f"upward on {', '.join(p for p, d in dev.items() if d >= visible)}"),
+                 (f"downward on {', '.join(p for p, d in dev.items() if d <= -visible)}"),
+                 (f"no visible bend on {', '.join(p for p, d in dev.items() if abs(d) < visible)}")]
+        txt += ": the O(γ²) terms start to matter there, the curves bending " + "; ".join(
+            x for x in parts if not x.endswith(" on "))
+    out["bend_words"] = txt
+    return out
