@@ -133,6 +133,20 @@ def test_theory_checks_file_is_rewritten_only_when_its_checks_change(tmp_path, m
     os.utime(path, ns=(0, 0))   # a rewrite (atomic replace) would give the file a new mtime
     assert scoreboard.save_checks("theory_x", "book", v.copy()).read_bytes() == first
     assert path.stat().st_mtime_ns == 0
+    v2 = v.assign(measured=[1.5 * (1 + 1e-4), None], claim=["a", "b"])   # measured again: noise
+    assert scoreboard.save_checks("theory_x", "book", v2).read_bytes() == first
+    assert scoreboard.save_checks("theory_x", "book", v.assign(measured=[1.6, None])).read_bytes() != first
+    first = path.read_bytes()
     v.loc[1, "holds"] = True
+    v.loc[0, "measured"] = 1.6
     assert scoreboard.save_checks("theory_x", "book", v).read_bytes() != first
     assert json.loads(path.read_text())["result"][1]["holds"] is True
+
+
+def test_checks_compare_numbers_within_texts_with_a_tolerance():
+    from metagrad.scoreboard import _same_checks
+    assert _same_checks([{"m": "slope 1.000 at T=256", "holds": True}], [{"m": "slope 1.001 at T=256", "holds": True}])
+    assert not _same_checks([{"m": "slope 1.0 at T=256"}], [{"m": "slope 1.5 at T=256"}])
+    assert not _same_checks([{"m": "slope 1.0 at T=256"}], [{"m": "ratio 1.0 at T=256"}])
+    assert not _same_checks([{"holds": True}], [{"holds": False}])
+    assert not _same_checks([{"holds": True}], [{"holds": True}, {"holds": True}])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,12 +104,33 @@ def save_checks(page: str, scale: str, verdict: pd.DataFrame) -> Path:
                                                                                    default_handler=str))
     try:   # same checks from the same library code: keep the file (a rebuild leaves the tree clean)
         old = json.loads(path.read_text())
-        if old.get("result") == rows and old["provenance"].get("code") == _code_hashes():
+        if _same_checks(old.get("result"), rows) and old["provenance"].get("code") == _code_hashes():
             return path
     except (OSError, ValueError, KeyError, TypeError):
         pass
     save_result(path, {"page": page, "scale": scale}, rows)
     return path
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _same_checks(a, b, rel: float = 0.02) -> bool:
+    """The same checks, measured again: equal verdicts and texts, numbers (also inside texts)
+    within ``rel`` of each other (timings, memory exponents and rounding move from run to run)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_checks(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_checks(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+    if isinstance(a, str) and isinstance(b, str):
+        na, nb = _NUMBER.findall(a), _NUMBER.findall(b)
+        return (_NUMBER.sub("#", a) == _NUMBER.sub("#", b) and len(na) == len(nb)
+                and all(math.isclose(float(x), float(y), rel_tol=rel, abs_tol=1e-9) for x, y in zip(na, nb)))
+    return a == b
 
 
 def _theory_rows(scale: str) -> list[dict]:
