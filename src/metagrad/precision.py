@@ -27,7 +27,7 @@ class PrecisionReport:
 
     @property
     def reliable(self) -> bool:
-        """The rule of thumb the book uses: within half the float64 norm."""
+        """True when the relative error is below 0.5 (within half the float64 norm; the book's rule of thumb)."""
         return self.rel_err < 0.5
 
 

@@ -256,6 +256,12 @@ def facts(result: LMResult, report=None) -> dict:
             **_gradient_facts(result)}
 
 
+def _err(x: float) -> str:
+    """A relative error for the prose; below 1e-4 it is float32 rounding, whose digits depend on
+    the machine and thread count, so only the bound is shown."""
+    return "< 1e-4" if x < 1e-4 else f"{x:.2g}"
+
+
 def _gradient_facts(result: LMResult) -> dict:
     """The exact hypergradient's norm and (FG)²U's mean cosine per depth; the trained runs
     whose weights moved by at most one outer step (Adam's lr) from uniform."""
@@ -267,7 +273,7 @@ def _gradient_facts(result: LMResult) -> dict:
         out["cosine_predicted"] = f"{g[0]['predicted_cosine']:.2f}"
         if "rmd_float32_rel_err" in g[0]:
             out["float32_err"] = "; ".join(
-                f"depth {r['depth']}: relative error {r['rmd_float32_rel_err']:.2g} (cosine {r['rmd_float32_cosine']:.3f})"
+                f"depth {r['depth']}: relative error {_err(r['rmd_float32_rel_err'])} (cosine {r['rmd_float32_cosine']:.3f})"
                 for r in g)
             out["float32_cosines"] = "; ".join(f"depth {r['depth']}: {np.nanmean(r['cosines_float32']):.2f}" for r in g)
             bad = [r["depth"] for r in g if not r["rmd_float32_rel_err"] < 0.5]
