@@ -25,7 +25,7 @@ CNN = {"model": "cnn", "head_init": "zero", "methods": ["none", "t1t2", "neumann
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description="The registered CNN hyper-cleaning runs, one (p_noise, seed) at a time.")
     ap.add_argument("p_noise", type=float)
     ap.add_argument("seeds", help="comma-separated, e.g. 2,3,4")
     ap.add_argument("--data-root", default=None, help="default: $METAGRAD_DATA")
@@ -38,6 +38,8 @@ def main(argv=None):
             "data_root": args.data_root, "results_dir": "results/greedy_hypercleaning_cnn"})
         t = time.time()
         r = H.run(cfg, progress=True)
+        if r.fallback:   # MNIST missing from the data root: say so and how to get it
+            raise SystemExit(r.fallback)
         print(time.strftime("%H:%M:%S"), f"p {args.p_noise:g} seed {seed}: {time.time() - t:.0f} s;",
               ", ".join(f"{m} {a:.3f}" for m, a in zip(r.runs.method, r.runs.test_acc)), flush=True)
 
