@@ -66,3 +66,12 @@ def test_page_prose_facts_follow_the_setting_not_the_typed_text():
     result = H.HyperCleaningResult(pd.DataFrame(), pd.DataFrame(curve("up", (0.5, 0.6, 0.7)) + curve("flat", (0.5, 0.7, 0.7))),
                                    {}, 0.0, cfg)
     assert still_rising(result).startswith("mnist: up (")
+
+
+def test_run_with_every_dataset_missing_reports_the_fallback_instead_of_crashing(tmp_path, monkeypatch):
+    from metagrad.tasks.hypercleaning import experiment as E
+    monkeypatch.setattr(E, "repo_root", lambda: tmp_path)
+    cfg = _cfg(datasets=["mnist"], data_root=str(tmp_path / "empty"), seeds=[0])
+    r = H.run(cfg)
+    assert r.runs.empty and r.chosen_gamma == {}
+    assert "mnist" in r.fallback and "metagrad fetch mnist" in r.fallback

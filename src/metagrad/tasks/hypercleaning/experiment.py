@@ -96,7 +96,7 @@ def _unavailable(cfg: HyperCleaningConfig, out_dir) -> dict:
         try:
             load_dataset(dataset, cfg.data_root)
         except DataNotFoundError as err:
-            out[dataset] = str(err).splitlines()[0]
+            out[dataset] = " ".join(str(err).split())
     return out
 
 
@@ -148,6 +148,8 @@ def run(cfg: HyperCleaningConfig, *, progress: bool = False, force: bool = False
 
 def _choose_gamma(runs: pd.DataFrame) -> dict:
     """γ of greedy chosen on validation accuracy, per (dataset, p_noise)."""
+    if runs.empty:   # every dataset skipped for want of data
+        return {}
     return best_by(runs[runs.method == "greedy"], ["dataset", "p_noise"], "gamma", "val_acc")
 
 
