@@ -248,3 +248,30 @@ def test_recipe_md_follows_the_verdict():
     undecided = C.recipe_md("not detected at this scale", acc_two=40, acc_fg2u=50)
     assert "not above" in undecided and "neither supports nor contradicts" in undecided
     assert "mean is above" in C.recipe_md("not detected at this scale", acc_two=60, acc_fg2u=50)
+
+
+def test_table1_cell_schedule_ipcs_and_evaluations_along_the_way(tmp_path):
+    """``per_dataset[d]["ipcs"]`` restricts one data set's IPCs; an override can set one cell's
+    schedule (steps, eval_every); the evaluations along the way reach the result and the claims'
+    evidence as arms ``<arm>@<step>``, equal to the run's final accuracy at its last step."""
+    from metagrad import evidence
+    base = _setup(image_size=8, depth=2, width=2)
+    runs = C.run_table1(base, {"RGU (full)": {"method": "rmd"}}, datasets=("digits",), ipcs=(1, 2),
+                        seeds=(0,), per_dataset={"digits": {"ipcs": [2]}},
+                        per_ipc={2: {"steps": 7, "lr": 0.05}},
+                        overrides=[{"dataset": "digits", "ipc": 2, "steps": 4, "eval_every": 2, "T": 2}],
+                        out_dir=tmp_path)
+    rgu = runs[runs.method == "RGU (full)"].iloc[0]
+    assert set(runs.ipc) == {2} and rgu.steps == 4  # the override's steps beat per_ipc's
+    assert [e["step"] for e in rgu.evals] == [2, 4]
+    import json
+    config = json.loads((tmp_path / "digits_ipc2_seed0_rgu-full.json").read_text())["config"]
+    assert config["eval_every"] == 2 and config["setup"]["T"] == 2
+    ev = evidence.runs("fg2u_condensation", tmp_path)
+    arms = set(ev.arm)
+    assert {"rgu", "rgu@2", "rgu@4", "random-real", "whole-data"} <= arms
+    last = ev[ev.arm == "rgu@4"].test_acc.iloc[0]
+    assert last == pytest.approx(ev[ev.arm == "rgu"].test_acc.iloc[0], abs=1e-6)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        C.run_table1(base, {"RGU (full)": {"method": "rmd"}}, datasets=("digits",), ipcs=(1,), seeds=(0,),
+                     overrides=[{"dataset": "digits", "ipc": 1, "stpes": 4}], out_dir=tmp_path / "x")

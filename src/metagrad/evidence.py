@@ -97,9 +97,14 @@ def _condensation(folder: Path) -> pd.DataFrame:
             continue
         slug = parts[-1]
         hist = (r.get("history") or {}).get("outer_loss", [])
-        rows.append({"arm": _DC_ARMS.get(slug, slug), "seed": c["seed"], "dataset": parts[0],
-                     "ipc": c["setup"]["ipc"], "test_acc": r["test_acc"], "test_acc_T": r.get("test_acc_T"),
-                     **_div(hist, n_classes=10, steps=r.get("steps"), final_metrics=[r["test_acc"]])})
+        row = {"arm": _DC_ARMS.get(slug, slug), "seed": c["seed"], "dataset": parts[0],
+               "ipc": c["setup"]["ipc"], "test_acc": r["test_acc"], "test_acc_T": r.get("test_acc_T"),
+               **_div(hist, n_classes=10, steps=r.get("steps"), final_metrics=[r["test_acc"]])}
+        rows.append(row)
+        # runs evaluated along the way (eval_every): arm "<arm>@<step>" holds the test accuracy
+        # after that many outer steps (the run's divergence record goes with it)
+        rows += [{**row, "arm": f"{row['arm']}@{e['step']}", "test_acc": e["test_acc"],
+                  "test_acc_T": e["test_acc_T"]} for e in r.get("evals") or []]
     df = pd.DataFrame(rows)
     if whole and not df.empty:  # the whole-data reference does not depend on the IPC
         w = pd.DataFrame(whole)

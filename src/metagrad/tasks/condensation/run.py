@@ -110,15 +110,18 @@ def condense(setup: Setup, phases: list[Phase], seed: int, *, data: Condensation
 # ------------------------------------------------------------------------------ Table 1
 def _setup_for(base: Setup, dataset: str, ipc: int, per_dataset: dict, per_ipc: dict,
                overrides: list) -> tuple[Setup, dict]:
-    """The setup of one (dataset, IPC) cell and its schedule (steps, lr, warm_start)."""
-    sched = {"steps": 100, "lr": 1e-2, "warm_start": 0}
+    """The setup of one (dataset, IPC) cell and its schedule (steps, lr, warm_start, eval_every)."""
+    sched = {"steps": 100, "lr": 1e-2, "warm_start": 0, "eval_every": 0}
     fields_ = set(Setup.__dataclass_fields__)
-    changes = dict(per_dataset.get(dataset, {}), dataset=dataset, ipc=ipc)
+    changes = {k: v for k, v in per_dataset.get(dataset, {}).items() if k != "ipcs"}
+    changes.update(dataset=dataset, ipc=ipc)
     for k, v in per_ipc.get(ipc, {}).items():
         (sched if k in sched else changes)[k] = v
     for o in overrides:
         if o.get("dataset") == dataset and o.get("ipc") == ipc:
-            changes.update({k: v for k, v in o.items() if k not in ("dataset", "ipc")})
+            for k, v in o.items():
+                if k not in ("dataset", "ipc"):
+                    (sched if k in sched else changes)[k] = v
     unknown = set(changes) - fields_
     check(not unknown, f"unknown setting(s) {sorted(unknown)}; known: {sorted(fields_ | set(sched))}")
     return replace(base, **changes), sched
@@ -144,11 +147,14 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
                keep_images_seed: int | None = 0, progress: bool = False) -> pd.DataFrame:
     """Table 1: every (dataset, IPC, method, seed) run, plus "random real (α₀)" and "whole data".
 
-    ``methods``: label → ``{"method": name, "options": {...}}``. ``per_dataset[name]`` and
+    ``methods``: label → ``{"method": name, "options": {...}}``. ``per_dataset[name]`` may
+    restrict the IPCs of one data set (``ipcs``: a list). ``per_dataset[name]`` and
     ``per_ipc[ipc]`` override :class:`Setup` fields; ``per_ipc[ipc]`` also sets the schedule
-    ``steps`` (outer steps, warm start included), outer Adam ``lr`` and ``warm_start`` (that many
-    Hessian-free steps first, the paper's two-phase warm start). ``overrides``: a list of
-    ``{"dataset": ..., "ipc": ..., field: value}``. Each run is a cached JSON file under
+    ``steps`` (outer steps, warm start included), outer Adam ``lr``, ``warm_start`` (that many
+    Hessian-free steps first, the paper's two-phase warm start) and ``eval_every`` (> 0: test
+    accuracy every that many outer steps too, kept in the result as ``evals`` with the
+    wall-clock). ``overrides``: a list of ``{"dataset": ..., "ipc": ..., field: value}`` (Setup
+    fields or schedule keys) for one cell. Each run is a cached JSON file under
     ``out_dir``; returns one row per run (accuracies in %). The condensed images of seed
     ``keep_images_seed`` at the smallest IPC are kept in the result files (for a figure)."""
     per_dataset, overrides = per_dataset or {}, overrides or []
@@ -166,7 +172,8 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
         return loaded[key]
 
     for d in datasets:
-        for ipc in ipcs:
+        d_ipcs = [int(i) for i in per_dataset.get(d, {}).get("ipcs", ipcs)]
+        for ipc in d_ipcs:
             setup, sched = _setup_for(base, d, ipc, per_dataset, per_ipc, overrides)
             cell = {"data": PAPER_NAMES[d], "ipc": ipc}
             for seed in seeds:
@@ -177,7 +184,7 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
                                               initial_images(setup, data_for(setup), seed), seed))
                 rows.append({**cell, "method": "random real (α₀)", "seed": seed, **res["result"],
                              "wall_time_s": 0.0})
-                if ipc == min(ipcs):  # independent of the IPC: shown once, as in the paper
+                if ipc == min(d_ipcs):  # independent of the IPC: shown once, as in the paper
                     res = cached(out_dir / f"{d}_whole-data_seed{seed}.json",
                                  {"setup": asdict(replace(setup, ipc=1)), "seed": seed, "what": "whole data"},
                                  lambda: {"test_acc": whole_data_accuracy(setup, data_for(setup), seed)})
@@ -185,17 +192,19 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
                                  "wall_time_s": res["provenance"]["wall_time_s"]})
                 for label, method in methods.items():
                     phases = _phases_for(method, sched)
-                    keep = keep_images_seed == seed and ipc == min(ipcs)
+                    keep = keep_images_seed == seed and ipc == min(d_ipcs)
+                    every = int(sched["eval_every"])
                     cfg = {"setup": asdict(setup), "seed": seed, "phases": [asdict(p) for p in phases],
-                           "keep_images": keep}
+                           "keep_images": keep, **({"eval_every": every} if every else {})}
                     r = cached(out_dir / f"{name}_{_slug(label)}.json", cfg,
                                lambda: condense(setup, phases, seed, data=data_for(setup), checkpoint_dir=ck,
-                                                keep_images=keep, progress=progress))["result"]
+                                                eval_every=every, keep_images=keep,
+                                                progress=progress))["result"]
                     rows.append({**cell, "method": label, "seed": seed,
                                  **{k: r[k] for k in ("test_acc", "test_acc_T", "outer_loss", "wall_time_s",
                                                       "steps", "jvps", "vjps", "hvps", "inner_steps")},
                                  "warm_start": sched["warm_start"], "history": r["history"],
-                                 "images": r.get("images")})
+                                 "evals": r.get("evals") if every else None, "images": r.get("images")})
     df = pd.DataFrame(rows)
     df[["test_acc", "test_acc_T"]] *= 100
     return df
