@@ -4,8 +4,8 @@ claims/fg2u_condensation.yaml), a few methods and seeds at a time, so that a ses
 hours finishes whole runs and a later one resumes (each (method, seed) is one cached result file;
 an interrupted run resumes from its checkpoint every 10 outer steps).
 
-    PYTHONPATH=src python scripts/condensation_mnist_units.py 0,1,2 --methods "(FG)²U,TRGU,Hessian-free"
-    PYTHONPATH=src python scripts/condensation_mnist_units.py 0,1,2 --methods "greedy,RGU (full),Neumann"
+    PYTHONPATH=src python scripts/condensation_mnist_units.py 0,1,2,3,4 --methods "(FG)²U"
+    PYTHONPATH=src python scripts/condensation_mnist_units.py 0,1,2,3,4 --methods "RGU (full),TRGU,Hessian-free,Neumann"
 
 Settings: those of params/fg2u_condensation.book.yaml with the registered MNIST cell below;
 results under results/fg2u_condensation_mnist/book/ until every run is there (then the page's
@@ -21,7 +21,7 @@ import yaml
 from metagrad.tasks import condensation as C
 
 #: the registered cell (claims/fg2u_condensation.yaml, amendment of 2026-12-02)
-MNIST = {"ipcs": [1], "image_size": 28, "depth": 3, "width": 8, "T": 20, "pool_size": 5000,
+MNIST = {"ipcs": [1], "methods": ["TRGU", "Hessian-free", "Neumann", "(FG)²U", "RGU (full)"], "image_size": 28, "depth": 3, "width": 8, "T": 20, "pool_size": 5000,
          "test_size": 5000, "eval_steps": 300, "eval_nets": 2}
 SCHEDULE = [{"dataset": "mnist", "ipc": 1, "steps": 1000, "lr": 0.01, "warm_start": 0, "eval_every": 100}]
 
@@ -42,11 +42,12 @@ def main(argv=None):
         if unknown:
             raise SystemExit(f"unknown method label(s) {unknown}; the book params have {list(methods)}")
         methods = {m: methods[m] for m in wanted}
+    cell = {**MNIST, "methods": [m for m in MNIST["methods"] if m in methods]}
     base = C.Setup(**book["setup_options"])
     for seed in (int(s) for s in args.seeds.split(",")):
         t = time.time()
         runs = C.run_table1(base, methods, datasets=["mnist"], ipcs=[1], seeds=[seed],
-                            per_dataset={"mnist": MNIST}, per_ipc=book["per_ipc"], overrides=SCHEDULE,
+                            per_dataset={"mnist": cell}, per_ipc=book["per_ipc"], overrides=SCHEDULE,
                             out_dir=args.out_dir,
                             progress=True)
         print(time.strftime("%H:%M:%S"), f"seed {seed}: {time.time() - t:.0f} s;",

@@ -256,13 +256,15 @@ def test_table1_cell_schedule_ipcs_and_evaluations_along_the_way(tmp_path):
     evidence as arms ``<arm>@<step>``, equal to the run's final accuracy at its last step."""
     from metagrad import evidence
     base = _setup(image_size=8, depth=2, width=2)
-    runs = C.run_table1(base, {"RGU (full)": {"method": "rmd"}}, datasets=("digits",), ipcs=(1, 2),
-                        seeds=(0,), per_dataset={"digits": {"ipcs": [2]}},
+    methods = {"RGU (full)": {"method": "rmd"}, "TRGU": {"method": "trgu", "options": {"K": 1}}}
+    runs = C.run_table1(base, methods, datasets=("digits",), ipcs=(1, 2),
+                        seeds=(0,), per_dataset={"digits": {"ipcs": [2], "methods": ["RGU (full)"]}},
                         per_ipc={2: {"steps": 7, "lr": 0.05}},
                         overrides=[{"dataset": "digits", "ipc": 2, "steps": 4, "eval_every": 2, "T": 2}],
                         out_dir=tmp_path)
     rgu = runs[runs.method == "RGU (full)"].iloc[0]
     assert set(runs.ipc) == {2} and rgu.steps == 4  # the override's steps beat per_ipc's
+    assert "TRGU" not in set(runs.method)            # per_dataset's methods leave it out
     assert [e["step"] for e in rgu.evals] == [2, 4]
     import json
     config = json.loads((tmp_path / "digits_ipc2_seed0_rgu-full.json").read_text())["config"]
@@ -275,3 +277,6 @@ def test_table1_cell_schedule_ipcs_and_evaluations_along_the_way(tmp_path):
     with pytest.raises(ConfigError, match="unknown setting"):
         C.run_table1(base, {"RGU (full)": {"method": "rmd"}}, datasets=("digits",), ipcs=(1,), seeds=(0,),
                      overrides=[{"dataset": "digits", "ipc": 1, "stpes": 4}], out_dir=tmp_path / "x")
+    with pytest.raises(ConfigError, match="not among the methods"):
+        C.run_table1(base, methods, datasets=("digits",), ipcs=(1,), seeds=(0,),
+                     per_dataset={"digits": {"methods": ["RGU"]}}, out_dir=tmp_path / "y")

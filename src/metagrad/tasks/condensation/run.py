@@ -113,7 +113,7 @@ def _setup_for(base: Setup, dataset: str, ipc: int, per_dataset: dict, per_ipc: 
     """The setup of one (dataset, IPC) cell and its schedule (steps, lr, warm_start, eval_every)."""
     sched = {"steps": 100, "lr": 1e-2, "warm_start": 0, "eval_every": 0}
     fields_ = set(Setup.__dataclass_fields__)
-    changes = {k: v for k, v in per_dataset.get(dataset, {}).items() if k != "ipcs"}
+    changes = {k: v for k, v in per_dataset.get(dataset, {}).items() if k not in ("ipcs", "methods")}
     changes.update(dataset=dataset, ipc=ipc)
     for k, v in per_ipc.get(ipc, {}).items():
         (sched if k in sched else changes)[k] = v
@@ -148,7 +148,8 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
     """Table 1: every (dataset, IPC, method, seed) run, plus "random real (α₀)" and "whole data".
 
     ``methods``: label → ``{"method": name, "options": {...}}``. ``per_dataset[name]`` may
-    restrict the IPCs of one data set (``ipcs``: a list). ``per_dataset[name]`` and
+    restrict the IPCs (``ipcs``) and the methods (``methods``: labels) of one data set.
+    ``per_dataset[name]`` and
     ``per_ipc[ipc]`` override :class:`Setup` fields; ``per_ipc[ipc]`` also sets the schedule
     ``steps`` (outer steps, warm start included), outer Adam ``lr``, ``warm_start`` (that many
     Hessian-free steps first, the paper's two-phase warm start) and ``eval_every`` (> 0: test
@@ -173,6 +174,10 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
 
     for d in datasets:
         d_ipcs = [int(i) for i in per_dataset.get(d, {}).get("ipcs", ipcs)]
+        d_methods = per_dataset.get(d, {}).get("methods")
+        check(d_methods is None or set(d_methods) <= set(methods),
+              f"per_dataset[{d!r}]['methods'] names {sorted(set(d_methods or []) - set(methods))}, "
+              f"which are not among the methods {list(methods)}")
         for ipc in d_ipcs:
             setup, sched = _setup_for(base, d, ipc, per_dataset, per_ipc, overrides)
             cell = {"data": PAPER_NAMES[d], "ipc": ipc}
@@ -191,6 +196,8 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
                     rows.append({**cell, "method": "whole data", "seed": seed, **res["result"],
                                  "wall_time_s": res["provenance"]["wall_time_s"]})
                 for label, method in methods.items():
+                    if d_methods is not None and label not in d_methods:
+                        continue
                     phases = _phases_for(method, sched)
                     keep = keep_images_seed == seed and ipc == min(d_ipcs)
                     every = int(sched["eval_every"])
