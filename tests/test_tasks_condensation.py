@@ -6,6 +6,7 @@ depth-1 or depth-2 ConvNet of 2–8 channels, a handful of inner steps.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -154,6 +155,10 @@ def test_adaptation_gains_and_their_conclusion_follow_the_numbers():
     assert "adapt to the *T*-step training they are optimised for more" in both
     neither = C.adaptation_md(C.adaptation_gains(_runs_for_prose(1, 5, 2, 6)))
     assert "at least as well" in neither and "+1.0 points" in neither
+    two = pd.concat([_runs_for_prose(5, 1, 6, 2), _runs_for_prose(1, 5, 2, 6).assign(data="MNIST")])
+    text = C.adaptation_md(C.adaptation_gains(two))
+    assert text.startswith("On digits, at IPC 1, RGU (full) gains +5.0") and "on MNIST, at IPC 1" in text
+    assert text.endswith("depends on the setting.")
 
 
 def test_n_pixels_counts_the_learned_images_at_the_smallest_ipc():
@@ -170,6 +175,8 @@ def test_sensitivity_sentence_follows_pass_fail_and_missing():
     assert "At IPC 1 " in text and "+21.2 points" in text and "testable there" in text
     assert "At IPC 10 " in text and "-4.0 points" in text and "*not testable at this scale*" in text
     assert "At IPC 50 the precondition was not run" in text
+    sens.at[0, "where"] = {"dataset": "mnist", "ipc": 1}
+    assert "At mnist, IPC 1 the exact" in C.sensitivity_md(sens)
 
 
 def test_compute_minutes_sums_the_provenance_and_needs_every_file(tmp_path):
@@ -274,6 +281,16 @@ def test_table1_cell_schedule_ipcs_and_evaluations_along_the_way(tmp_path):
     assert {"rgu", "rgu@2", "rgu@4", "random-real", "whole-data"} <= arms
     last = ev[ev.arm == "rgu@4"].test_acc.iloc[0]
     assert last == pytest.approx(ev[ev.arm == "rgu"].test_acc.iloc[0], abs=1e-6)
+    prog = C.progress(runs)  # step 0 = the starting images of the same seed
+    assert prog.step.tolist() == [0, 2, 4] and prog.wall_time_s.is_monotonic_increasing
+    assert prog.test_acc.iloc[0] == runs[runs.method == "random real (α₀)"].test_acc.iloc[0]
+    assert prog.test_acc.iloc[-1] == pytest.approx(rgu.test_acc)
+    assert C.plot_progress(prog) is not None and C.plot_progress(prog.iloc[:0]) is None
+    two = pd.concat([prog, prog.assign(method="(FG)²U", test_acc=prog.test_acc - [0, 3, 1])])
+    text = C.progress_md(two, early=2)
+    assert f"{prog.test_acc.iloc[1] - 3:.1f} % after 2 outer steps" in text
+    assert "narrows from +3.0 to +1.0 points" in text and "still rising" in text
+    assert C.progress_md(prog.iloc[:0]) == "No run of this build was evaluated along the way."
     with pytest.raises(ConfigError, match="unknown setting"):
         C.run_table1(base, {"RGU (full)": {"method": "rmd"}}, datasets=("digits",), ipcs=(1,), seeds=(0,),
                      overrides=[{"dataset": "digits", "ipc": 1, "stpes": 4}], out_dir=tmp_path / "x")
