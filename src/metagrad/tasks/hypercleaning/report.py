@@ -186,7 +186,7 @@ def facts(result: HyperCleaningResult) -> dict:
     cfg = result.config
     s = _summary(result)
     out = {"n_seeds": len(cfg.seeds), "steps": _per_dataset(cfg, lambda c: str(c.steps)),
-           "datasets": ", ".join(f"{d}, {_network(cfg.for_dataset(d))}" for d in cfg.datasets),
+           "datasets": "; ".join(f"{d}: {_network(cfg.for_dataset(d))}" for d in cfg.datasets),
            "gammas": "; ".join(f"{d} p = {p:g}: γ = {g:g}" for (d, p), g in result.chosen_gamma.items()) or "none",
            "corrupted": "; ".join(f"{r.dataset}, p = {r.p_noise:g}: {r['corrupted fraction']:.3f}"
                                   for _, r in noise_check(result).iterrows())}
