@@ -297,3 +297,20 @@ def test_table1_cell_schedule_ipcs_and_evaluations_along_the_way(tmp_path):
     with pytest.raises(ConfigError, match="not among the methods"):
         C.run_table1(base, methods, datasets=("digits",), ipcs=(1,), seeds=(0,),
                      per_dataset={"digits": {"methods": ["RGU"]}}, out_dir=tmp_path / "y")
+
+
+def test_evidence_at_step_arm_is_judged_on_the_run_so_far(tmp_path):
+    """A run that settles at chance after step 4 has diverged as a whole, but the arm
+    "fg2u@4" (the run stopped after 4 steps) has not: its divergence is judged on its own losses."""
+    import json
+    from metagrad import evidence
+    loss = [2.0, 1.9, 1.9, 1.8, 1.8, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3]
+    result = {"test_acc": 0.2, "test_acc_T": 0.2, "steps": 12, "history": {"outer_loss": loss},
+              "evals": [{"step": 4, "test_acc": 0.6, "test_acc_T": 0.5, "phase": 0, "wall_time_s": 1.0},
+                        {"step": 12, "test_acc": 0.2, "test_acc_T": 0.2, "phase": 0, "wall_time_s": 3.0}]}
+    (tmp_path / "mnist_ipc1_seed0_fg2u.json").write_text(json.dumps(
+        {"config": {"seed": 0, "setup": {"ipc": 1}}, "result": result, "provenance": {}}))
+    ev = evidence.runs("fg2u_condensation", tmp_path).set_index("arm")
+    assert bool(ev.loc["fg2u", "diverged"]) and ev.loc["fg2u", "diverged_reason"] == "at chance"
+    assert not bool(ev.loc["fg2u@4", "diverged"]) and ev.loc["fg2u@4", "test_acc"] == 0.6
+    assert bool(ev.loc["fg2u@12", "diverged"])

@@ -101,10 +101,14 @@ def _condensation(folder: Path) -> pd.DataFrame:
                "ipc": c["setup"]["ipc"], "test_acc": r["test_acc"], "test_acc_T": r.get("test_acc_T"),
                **_div(hist, n_classes=10, steps=r.get("steps"), final_metrics=[r["test_acc"]])}
         rows.append(row)
-        # runs evaluated along the way (eval_every): arm "<arm>@<step>" holds the test accuracy
-        # after that many outer steps (the run's divergence record goes with it)
-        rows += [{**row, "arm": f"{row['arm']}@{e['step']}", "test_acc": e["test_acc"],
-                  "test_acc_T": e["test_acc_T"]} for e in r.get("evals") or []]
+        # runs evaluated along the way (eval_every): arm "<arm>@<step>" is the run stopped after
+        # that many outer steps: its test accuracy then, and divergence judged on its losses so far
+        steps = r.get("steps") or len(hist)
+        for e in r.get("evals") or []:
+            upto = hist[:max(1, round(len(hist) * e["step"] / steps))] if steps else hist
+            rows.append({**row, "arm": f"{row['arm']}@{e['step']}", "test_acc": e["test_acc"],
+                         "test_acc_T": e["test_acc_T"],
+                         **_div(upto, n_classes=10, steps=e["step"], final_metrics=[e["test_acc"]])})
     df = pd.DataFrame(rows)
     if whole and not df.empty:  # the whole-data reference does not depend on the IPC
         w = pd.DataFrame(whole)
