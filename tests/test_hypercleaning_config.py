@@ -75,3 +75,17 @@ def test_run_with_every_dataset_missing_reports_the_fallback_instead_of_crashing
     r = H.run(cfg)
     assert r.runs.empty and r.chosen_gamma == {}
     assert "mnist" in r.fallback and "metagrad fetch mnist" in r.fallback
+
+
+def test_curves_give_a_method_one_colour_in_every_panel():
+    """Panels may run different methods (the CNN rows run fewer): a label keeps its colour."""
+    import pandas as pd
+    from matplotlib.colors import to_hex
+    rows = [{"dataset": d, "label": lab, "p_noise": 0.3, "seed": 0, "step": s, "val_acc": 0.5}
+            for d, labs in (("digits", ("T1−T2", "greedy γ=0.99", "full (RMD)")), ("mnist", ("T1−T2", "full (RMD)")))
+            for lab in labs for s in (1, 2)]
+    result = H.HyperCleaningResult(pd.DataFrame({"method": [], "dataset": [], "p_noise": [], "val_acc": []}),
+                                   pd.DataFrame(rows), {}, 0.0, _cfg())
+    fig = H.plot_curves(result)
+    colour = [{ln.get_label(): to_hex(ln.get_color()) for ln in ax.get_lines()} for ax in fig.axes[:2]]
+    assert colour[0]["full (RMD)"] == colour[1]["full (RMD)"] and colour[0]["T1−T2"] == colour[1]["T1−T2"]

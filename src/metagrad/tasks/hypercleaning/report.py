@@ -97,9 +97,12 @@ def plot_accuracy(result: HyperCleaningResult):
 
 
 def plot_curves(result: HyperCleaningResult, metric: str = "val_acc"):
-    """``metric`` against outer steps (mean over seeds), one panel per (dataset, p_noise)."""
-    from metagrad.figures import legend_outside, subplots
+    """``metric`` against outer steps (mean over seeds), one panel per (dataset, p_noise); a
+    method has the same colour in every panel (panels may run different methods)."""
+    from metagrad.figures import colors, legend_outside, subplots
     c = result.curves
+    labels = list(dict.fromkeys(c.label)) if not c.empty else []
+    pal = dict(zip(labels, colors(len(labels))))
     panels = list(dict.fromkeys(zip(c.dataset, c.p_noise))) if not c.empty else []
     ncols = min(2, max(1, len(panels)))
     fig, axes = subplots(ncols, -(-max(1, len(panels)) // ncols), panel=(3.6, 2.8))
@@ -110,7 +113,8 @@ def plot_curves(result: HyperCleaningResult, metric: str = "val_acc"):
         cp = c[(c.dataset == d) & (c.p_noise == p)]
         for lab, g in cp.groupby("label", sort=False):
             m = g.groupby("step")[metric].mean()
-            ax.plot(m.index, 100 * m.to_numpy() if metric != "auroc" else m.to_numpy(), lw=1.2, label=lab)
+            ax.plot(m.index, 100 * m.to_numpy() if metric != "auroc" else m.to_numpy(), lw=1.2, label=lab,
+                    color=pal[lab])
         if (d, p) in none.index:
             v = none.loc[(d, p)]
             ax.axhline(100 * v if metric != "auroc" else v, color="grey", ls=":", lw=1, label="no HPO (α = 0)")
