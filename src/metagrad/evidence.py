@@ -103,9 +103,9 @@ def _condensation(folder: Path) -> pd.DataFrame:
         rows.append(row)
         # runs evaluated along the way (eval_every): arm "<arm>@<step>" is the run stopped after
         # that many outer steps: its test accuracy then, and divergence judged on its losses so far
-        steps = r.get("steps") or len(hist)
+        steps = r.get("steps") or max(1, len(hist))
         for e in r.get("evals") or []:
-            upto = hist[:max(1, round(len(hist) * e["step"] / steps))] if steps else hist
+            upto = hist[:max(1, round(len(hist) * e["step"] / steps))]
             rows.append({**row, "arm": f"{row['arm']}@{e['step']}", "test_acc": e["test_acc"],
                          "test_acc_T": e["test_acc_T"],
                          **_div(upto, n_classes=10, steps=e["step"], final_metrics=[e["test_acc"]])})
