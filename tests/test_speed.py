@@ -77,3 +77,23 @@ def test_compiled_estimate_equals_the_uncompiled_one(method):
     rel = float((res.grad["logit"] - ref.grad["logit"]).norm() / ref.grad["logit"].norm())
     assert rel <= 1e-5, rel  # float32 rounding (the broken update gave 0.2 here)
     compiled._CACHE.clear()
+
+
+def test_outer_loop_validates_the_problem_once_per_start_and_alpha_every_step(monkeypatch, tmp_path):
+    """Validation evaluates both losses (on the few-shot page 40 % of an FO step): the outer loop
+    does it on the first step of a run or a resume only, and still refuses a non-finite α later."""
+    from metagrad.loops import OuterConfig, outer_loop
+    from metagrad.problem import BilevelProblem
+    calls = []
+    original = BilevelProblem.validate
+    monkeypatch.setattr(BilevelProblem, "validate", lambda self, a: (calls.append(1), original(self, a))[1])
+    problem, alpha = _problem(T=3)
+    ck = tmp_path / "run.pt"
+    outer_loop(lambda s: problem, alpha, OuterConfig("rmd", steps=2, checkpoint_every=1), checkpoint=ck,
+               progress=False)
+    assert len(calls) == 1
+    outer_loop(lambda s: problem, alpha, OuterConfig("rmd", steps=4, checkpoint_every=1), progress=False)
+    assert len(calls) == 2
+    nan_after_one = lambda a: {k: v * float("nan") for k, v in a.items()}  # noqa: E731
+    with pytest.raises(mg.ConfigError, match=r"alpha\['logit'\] holds .* NaN"):
+        outer_loop(lambda s: problem, alpha, OuterConfig("rmd", steps=3), project=nan_after_one, progress=False)

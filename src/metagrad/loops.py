@@ -121,7 +121,11 @@ def outer_loop(problem_at: Callable[[int], Any], alpha0: dict, cfg: OuterConfig,
         options = dict(cfg.options)
         if cfg.method in STOCHASTIC and "seed" not in options and "directions" not in options:
             options["seed"] = cfg.seed * 1_000_003 + step
-        res = hypergrad(problem_at(step), alpha, cfg.method, **options)
+        # the first step of a (re)start checks the problem in full (structure, scalar losses: one
+        # evaluation of each loss); later steps only check α, finite, as the estimator needs it
+        if step > start:
+            check_alpha(alpha)
+        res = hypergrad(problem_at(step), alpha, cfg.method, validate=step == start, **options)
         if not same_structure(res.grad, alpha):
             raise ConfigError(f"alpha and hypergradient structure mismatch: {describe(alpha)} vs {describe(res.grad)}")
         alpha, state = opt.step(alpha, state, res.grad, opt.hyper(alpha), step + 1)
