@@ -115,7 +115,8 @@ def test_stored_fewshot_ift_runs_are_detected_as_diverged():
     runs = evidence.runs("greedy_fewshot")
     if runs.empty:
         pytest.skip("no book-scale few-shot results in results/greedy_fewshot/book")
-    # the three histories the audit of issue 9 read by hand: IFT(2) blew up or sat at ln 5
+    # the three histories the audit of issue 9 read by hand (1-shot 5-way): IFT(2) blew up or sat at ln 5
+    runs = runs[(runs.shot == 1) & (runs.way == 5) & (runs.cell == "base")]
     ift = runs[(runs.arm == "neumann") & runs.seed.isin([0, 1, 2])]
     assert len(ift) == 3 and ift.diverged.all()
     assert not runs[runs.arm.isin(["rmd", "greedy", "t1t2", "fo"])].diverged.any()

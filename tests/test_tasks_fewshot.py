@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import metagrad.loops
 from metagrad import unroll
 from metagrad._tree import flatten, unflatten
 from metagrad.data import OneShotRun
+from metagrad.errors import ConfigError
 from metagrad.tasks import fewshot as fs
 
 
@@ -201,7 +203,7 @@ def test_run_caches_every_run_and_reuses_it(tmp_path, monkeypatch):
     assert len(first.runs) == 2 * 4 and len(list((tmp_path / "res" / "test").glob("*.json"))) == 8
     assert set(first.runs.loc[first.runs.method == "greedy", "#JVPs (ours)"]) == {cfg.T}
     assert set(first.runs.loc[first.runs.method == "t1t2", "#JVPs (ours)"]) == {1}
-    assert first.chosen_gamma[(1, 2)] in (0.9, 0.5)
+    assert first.chosen_gamma[(1, 2, "base")] in (0.9, 0.5)
     assert not list((tmp_path / "ck").rglob("*.pt"))  # checkpoints are removed once results are saved
     monkeypatch.setattr(fs.experiment, "train", lambda *a, **k: pytest.fail("a finished run was recomputed"))
     second = fs.run(cfg)
@@ -215,10 +217,47 @@ def test_greedy_time_sentence_is_worded_from_the_ratio():
     from metagrad.tasks.fewshot.report import greedy_time_sentence
 
     def table(tg, tr):
-        return pd.DataFrame({"shot": [1, 1], "way": [5, 5], "method": ["greedy", "rmd"],
+        return pd.DataFrame({"shot": [1, 1], "way": [5, 5], "cell": ["base", "base"], "method": ["greedy", "rmd"],
                              "ours": ["greedy γ=0.9", "full RMD"], "s per outer step": [tg, tr]})
     s = greedy_time_sentence(table(0.6, 0.2))
     assert "0.600 s per outer step against 0.200 s for full RMD, 3.00 times as long" in s
     assert "take 67 % of greedy's wall time" in s
     assert "do not make greedy slower" in greedy_time_sentence(table(0.2, 0.3))
     assert greedy_time_sentence(table(0.6, 0.2).iloc[:1]).startswith("No full RMD run")
+
+
+def test_a_cell_runs_beside_the_base_settings_without_touching_their_runs(tmp_path, monkeypatch):
+    """A cell (one setting at other model settings) adds its own runs: the base runs keep their
+    files and keys (cached runs are reused when a cell is added), the cell's runs carry its
+    name, γ is chosen per cell, and the evidence tells the cells apart."""
+    from metagrad import evidence
+    cfg = tiny_cfg(outer_steps=2, results_dir=str(tmp_path / "res"), checkpoint_dir=str(tmp_path / "ck"),
+                   methods=("fo", "greedy"), gammas=(0.9, 0.5), seeds=(0,))
+    monkeypatch.setattr(fs.experiment, "load_data", lambda c: fake_data(c))
+    base = fs.run(cfg)
+    files = sorted(p.name for p in (tmp_path / "res" / "test").glob("*.json"))
+    real_train, trained = fs.experiment.train, []
+    monkeypatch.setattr(fs.experiment, "train", lambda c, *a, **k: trained.append(c.outer_steps) or real_train(c, *a, **k))
+    with_cell = fs.run(replace(cfg, cells=({"name": "long", "shot": 1, "way": 2, "outer_steps": 3},)))
+    assert trained == [3, 3, 3]  # only the cell's fo and two greedy runs were computed
+    new = sorted(p.name for p in (tmp_path / "res" / "test").glob("*.json") if p.name not in files)
+    assert all("2way-long__" in n for n in new) and len(new) == 3
+    runs = with_cell.runs
+    assert set(runs.cell) == {"base", "long"} and set(runs[runs.cell == "long"].steps) == {3}
+    assert set(with_cell.chosen_gamma) == {(1, 2, "base"), (1, 2, "long")}
+    assert runs[runs.cell == "base"].drop(columns="run_wall_time_s").reset_index(drop=True).equals(
+        base.runs.drop(columns="run_wall_time_s"))
+    assert set(with_cell.table.dropna(subset=["ours"]).cell) == {"base", "long"}
+    assert "cell" in fs.display_table(with_cell, shot=1) and "cell" not in fs.display_table(base, shot=1)
+    ev = evidence.runs("greedy_fewshot", tmp_path / "res" / "test")
+    assert set(ev.cell) == {"base", "long"} and set(ev[ev.arm == "greedy"].cell) == {"base", "long"}
+
+
+@pytest.mark.parametrize("cell, match", [
+    ({"shot": 1, "way": 2}, "each cell must be a dict with a name"),
+    ({"name": "base", "shot": 1, "way": 2}, "not 'base'"),
+    ({"name": "x", "shot": 1, "way": 2, "n_test": 5}, r"cell 'x': \['n_test'\] cannot be set per cell"),
+])
+def test_a_bad_cell_is_refused_with_what_to_write(cell, match):
+    with pytest.raises(ConfigError, match=match):
+        fs.FewShotConfig(cells=(cell,))

@@ -73,11 +73,12 @@ def _fewshot(folder: Path) -> pd.DataFrame:
         c, r = p["config"], p["result"]
         gamma = (c.get("options") or {}).get("gamma")
         arm = c["method"] if gamma is None else f"greedy{gamma:g}"
-        rows.append({"arm": arm, "seed": c["seed"], "shot": c["shot"], "way": c["way"], "gamma": gamma,
+        rows.append({"arm": arm, "seed": c["seed"], "shot": c["shot"], "way": c["way"],
+                     "cell": c.get("cell", "base"), "gamma": gamma,
                      **{m: r.get(m) for m in ("test_acc", "select_acc", "oneshot_acc")},
                      **_div(r.get("curve", []), n_classes=c["way"], steps=r.get("steps"),
                             final_metrics=[r.get("test_acc", 0.0)])})
-    return _chosen_gamma(pd.DataFrame(rows), by=["shot", "way"], select="select_acc")
+    return _chosen_gamma(pd.DataFrame(rows), by=["shot", "way", "cell"], select="select_acc")
 
 
 _DC_ARMS = {"fg2u": "fg2u", "trgu": "trgu", "hessian-free": "hessian-free", "neumann": "neumann",

@@ -38,9 +38,9 @@ Omniglot, ``data="auto"`` falls back to scikit-learn's digits (10 classes, embed
 """
 from __future__ import annotations
 
-from .setup import _LABELS, METHODS, _paper, PAPER_1SHOT, PAPER_10SHOT, resolve_device, FewShotConfig, FewShotData, load_data  # noqa: F401
+from .setup import _LABELS, METHODS, CELL_FIELDS, _paper, PAPER_1SHOT, PAPER_10SHOT, resolve_device, FewShotConfig, FewShotData, load_data  # noqa: F401
 from .model import _is_hyper, init_params, forward, task_logits, _task_ce, inner_loss, outer_loss, stack_tasks, make_problem, _accuracy_of, training_tasks, held_out_episodes, episode_accuracy, oneshot_accuracy  # noqa: F401
 from .experiment import _options, _tag, train, FewShotResult, _label, _run_keys, cached_data, run, _choose_gamma, reported, _table  # noqa: F401
-from .report import display_table, _ints, plot_comparison, expected_cost, cost_check, timings, setup_table, summary, _chance_sentence, _oneshot_sentence, plot_curves, plot_equal_compute  # noqa: F401
+from .report import setting_label, cell_table, display_table, _ints, plot_comparison, expected_cost, cost_check, timings, setup_table, summary, _chance_sentence, _oneshot_sentence, plot_curves, plot_equal_compute  # noqa: F401
 
-__all__ = ["PAPER_1SHOT", "PAPER_10SHOT", "FewShotConfig", "FewShotData", "FewShotResult", "METHODS", "load_data", "init_params", "forward", "task_logits", "stack_tasks", "make_problem", "training_tasks", "held_out_episodes", "episode_accuracy", "oneshot_accuracy", "train", "run", "plot_comparison", "display_table", "cost_check", "expected_cost", "timings", "setup_table", "summary", "plot_curves", "plot_equal_compute", "resolve_device"]
+__all__ = ["PAPER_1SHOT", "PAPER_10SHOT", "FewShotConfig", "FewShotData", "FewShotResult", "METHODS", "load_data", "init_params", "forward", "task_logits", "stack_tasks", "make_problem", "training_tasks", "held_out_episodes", "episode_accuracy", "oneshot_accuracy", "train", "run", "plot_comparison", "display_table", "setting_label", "cell_table", "cost_check", "expected_cost", "timings", "setup_table", "summary", "plot_curves", "plot_equal_compute", "resolve_device"]

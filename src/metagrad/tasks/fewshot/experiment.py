@@ -67,6 +67,7 @@ class FewShotResult:
     wall_time_s: float
     config: FewShotConfig = field(repr=False, default=None)
     fallback: str | None = None     # a sentence for the page's banner when fallback data was used
+    configs: dict = field(repr=False, default_factory=dict)   # {(shot, way, cell): its configuration}
 
 
 def _label(cfg, method, gamma=None):
@@ -80,16 +81,18 @@ def _label(cfg, method, gamma=None):
 
 
 def _run_keys(cfg: FewShotConfig, data_name: str, oneshot: bool):
-    """``(shot, way, method, γ, seed, file name, run config)`` of every run; needs no data."""
-    for shot, way in cfg.settings:
+    """``(shot, way, cell, cell config, method, γ, seed, file name, run config)`` of every run;
+    needs no data. Runs of the base cell keep the names and keys they had before cells existed."""
+    for shot, way, cell, ccfg in cfg.cell_configs():
+        suffix = "" if cell == "base" else f"-{cell}"
         for method in cfg.methods:
             for gamma in (cfg.gammas if method == "greedy" else (None,)):
                 for seed in cfg.seeds:
-                    name = f"{data_name}_{shot}shot-{way}way__{_tag(method, gamma)}__seed{seed}"
-                    run_cfg = {"model": cfg.model_key(), "data": data_name, "shot": shot, "way": way,
-                               "method": method, "options": _options(cfg, method, gamma), "seed": seed,
-                               "oneshot_runs": oneshot}
-                    yield shot, way, method, gamma, seed, name, run_cfg
+                    name = f"{data_name}_{shot}shot-{way}way{suffix}__{_tag(method, gamma)}__seed{seed}"
+                    run_cfg = {"model": ccfg.model_key(), "data": data_name, "shot": shot, "way": way,
+                               "method": method, "options": _options(ccfg, method, gamma), "seed": seed,
+                               "oneshot_runs": oneshot, **({} if cell == "base" else {"cell": cell})}
+                    yield shot, way, cell, ccfg, method, gamma, seed, name, run_cfg
 
 
 def cached_data(cfg: FewShotConfig) -> tuple[str, bool] | None:
@@ -123,7 +126,8 @@ def run(cfg: FewShotConfig, *, progress: bool = False, force: bool = False) -> F
     else:  # the digits are embedded: loading them is cheap and gives the same note either way
         data = load_data(cfg)
         data_name, oneshot, note = data.name, data.runs is not None, data.note
-        skipped = [sw for sw in cfg.settings if sw[1] > len(data.held_out) or sw[1] > len(data.train)]
+        too_wide = lambda way: way > len(data.held_out) or way > len(data.train)  # noqa: E731
+        skipped = [(s, w) for s, w, _, _ in cfg.cell_configs() if too_wide(w)]
         if data.name == "digits" and cfg.data == "auto":
             fallback = ("Omniglot is not under the data root and not every run of this page is "
                         "computed on it: the runs below use scikit-learn's 8×8 digits (10 classes) instead. "
@@ -136,51 +140,57 @@ def run(cfg: FewShotConfig, *, progress: bool = False, force: bool = False) -> F
             for shot, way in skipped:
                 check(False, f"{way}-way needs {way} held-out and meta-train classes; {data.name} "
                       f"has {len(data.held_out)} / {len(data.train)} (use fewer ways or Omniglot)")
-        cfg_run = replace(cfg, settings=tuple(sw for sw in cfg.settings if sw not in skipped))
-    rows = []
-    for shot, way, method, gamma, seed, name, run_cfg in _run_keys(cfg if data is None else cfg_run,
-                                                                    data_name, oneshot):
+        cfg_run = replace(cfg, settings=tuple(sw for sw in cfg.settings if not too_wide(sw[1])),
+                          cells=tuple(c for c in cfg.cells if not too_wide(c["way"])))
+    rows, configs = [], {}
+    for shot, way, cell, ccfg, method, gamma, seed, name, run_cfg in _run_keys(
+            cfg if data is None else cfg_run, data_name, oneshot):
+        configs[(shot, way, cell)] = ccfg
         payload = cached(out_dir / f"{name}.json", run_cfg, force=force, compute=lambda: train(
-            cfg, data, shot, way, method, seed, gamma=gamma,
+            ccfg, data, shot, way, method, seed, gamma=gamma,
             checkpoint=ck_dir / f"{name}_{config_hash(run_cfg)}.pt", progress=progress))  # removed once saved
         r = payload["result"]
-        rows.append({"shot": shot, "way": way, "method": method, "gamma": gamma, "seed": seed,
-                     "label": _label(cfg, method, gamma), **r,
+        rows.append({"shot": shot, "way": way, "cell": cell, "method": method, "gamma": gamma, "seed": seed,
+                     "label": _label(ccfg, method, gamma), **r,
                      "#JVPs (ours)": r["jvps"] + r["vjps"] + r["hvps"],
                      "run_wall_time_s": payload["provenance"]["wall_time_s"]})
     runs = pd.DataFrame(rows)
     chosen = _choose_gamma(runs)
     table = _table(cfg, runs, chosen)
-    return FewShotResult(runs, chosen, table, note, time.perf_counter() - start, cfg, fallback)
+    return FewShotResult(runs, chosen, table, note, time.perf_counter() - start, cfg, fallback, configs)
 
 
 def _choose_gamma(runs: pd.DataFrame) -> dict:
-    """γ of greedy chosen on the selection episodes, per (shot, way)."""
-    return best_by(runs[runs.method == "greedy"], ["shot", "way"], "gamma", "select_acc")
+    """γ of greedy chosen on the selection episodes, per (shot, way, cell)."""
+    return best_by(runs[runs.method == "greedy"], ["shot", "way", "cell"], "gamma", "select_acc")
 
 
 def reported(runs: pd.DataFrame, chosen: dict) -> pd.DataFrame:
     """The runs that are reported: every non-greedy method, and greedy at its chosen γ."""
     keep = runs.method != "greedy"
-    for (shot, way), gamma in chosen.items():
-        keep |= (runs.method == "greedy") & (runs.shot == shot) & (runs.way == way) & (runs.gamma == gamma)
+    for (shot, way, cell), gamma in chosen.items():
+        keep |= ((runs.method == "greedy") & (runs.shot == shot) & (runs.way == way) & (runs.cell == cell)
+                 & (runs.gamma == gamma))
     return runs[keep]
 
 
 def _table(cfg, runs, chosen) -> pd.DataFrame:
     rows = []
-    for (shot, way, method), g in reported(runs, chosen).groupby(["shot", "way", "method"], sort=False):
+    for (shot, way, cell, method), g in reported(runs, chosen).groupby(["shot", "way", "cell", "method"], sort=False):
         m, h = mean_ci(100 * g.test_acc)
         mo, ho = mean_ci(100 * g.oneshot_acc)
-        rows.append({"shot": shot, "way": way, "method": method, "ours": g.label.iloc[0],
+        rows.append({"shot": shot, "way": way, "cell": cell, "method": method, "ours": g.label.iloc[0],
                      "#JVPs (ours)": int(g["#JVPs (ours)"].iloc[0]), "acc (ours)": m, "ci (ours)": h,
                      "n seeds": len(g), "20-way runs (ours)": mo, "ci runs": ho,
                      "s per outer step": float((g.outer_wall_time_s / g.steps.clip(lower=1)).mean())})
     ours = pd.DataFrame(rows)
     paper = pd.concat([PAPER_1SHOT, PAPER_10SHOT], ignore_index=True)  # all of both tables
     if ours.empty:
-        ours = pd.DataFrame(columns=["shot", "way", "method", "ours", "#JVPs (ours)", "acc (ours)", "ci (ours)",
+        ours = pd.DataFrame(columns=["shot", "way", "cell", "method", "ours", "#JVPs (ours)", "acc (ours)", "ci (ours)",
                                      "n seeds", "20-way runs (ours)", "ci runs", "s per outer step"])
-    return ours.merge(paper, on=["shot", "way", "method"], how="outer").sort_values(
-        ["shot", "way", "method"], key=lambda s: s.map({m: i for i, m in enumerate(METHODS)}) if s.name == "method" else s,
-        ignore_index=True)
+    order = {"method": {m: i for i, m in enumerate(METHODS)},
+             "cell": {c: i for i, c in enumerate(dict.fromkeys(["base", *(c for _, _, c, _ in cfg.cell_configs())]))}}
+    out = ours.merge(paper, on=["shot", "way", "method"], how="outer")
+    out["cell"] = out["cell"].fillna("base")  # the paper's rows of settings we did not run
+    return out.sort_values(["shot", "way", "cell", "method"],
+                           key=lambda s: s.map(order[s.name]) if s.name in order else s, ignore_index=True)

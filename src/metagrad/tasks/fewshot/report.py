@@ -13,12 +13,30 @@ from .setup import FewShotConfig, METHODS, _LABELS
 from .experiment import FewShotResult, reported
 
 # ------------------------------------------------------------------------------ presentation
+def setting_label(shot: int, way: int, cell: str = "base") -> str:
+    """``"1-shot 5-way"``, or ``"1-shot 5-way, cell long"`` for a cell other than the base."""
+    return f"{shot}-shot {way}-way" + ("" if cell == "base" else f", cell {cell}")
+
+
+def cell_table(cfg: FewShotConfig) -> pd.DataFrame:
+    """One row per extra cell: its setting and the fields it changes from the base settings."""
+    rows = []
+    for c in cfg.cells:
+        over = {k: v for k, v in c.items() if k not in ("name", "shot", "way")}
+        rows.append({"cell": c["name"], "setting": f"{c['shot']}-shot {c['way']}-way",
+                     "differs from the base settings": "; ".join(
+                         f"{k} {v} (base {getattr(cfg, k)})" for k, v in over.items()) or "nothing"})
+    return pd.DataFrame(rows, columns=["cell", "setting", "differs from the base settings"])
+
+
 def display_table(result: FewShotResult, shot: int) -> pd.DataFrame:
-    """The rows of one shot, formatted: ours (mean ± CI %) beside the paper's."""
+    """The rows of one shot, formatted: ours (mean ± CI %) beside the paper's; a ``cell``
+    column when the page runs extra cells."""
     t = result.table[result.table.shot == shot]
     f = lambda m, h: fmt_mean_ci(m, h) if not pd.isna(m) else ""
+    cells = {"cell": t.cell} if (t.cell != "base").any() else {}
     out = pd.DataFrame({
-        "way": t.way, "method (ours)": t.ours.fillna(""), "#JVPs (ours)": _ints(t["#JVPs (ours)"]),
+        "way": t.way, **cells, "method (ours)": t.ours.fillna(""), "#JVPs (ours)": _ints(t["#JVPs (ours)"]),
         "acc % (ours)": [f(m, h) for m, h in zip(t["acc (ours)"], t["ci (ours)"])],
         "20-way runs % (ours)": [f(m, h) for m, h in zip(t["20-way runs (ours)"], t["ci runs"])],
         "method (paper)": t["paper label"].fillna(""), "#JVPs (paper)": _ints(t["#JVPs (paper)"]),
@@ -31,17 +49,17 @@ def _ints(col) -> list[str]:
 
 
 def plot_comparison(result: FewShotResult, shot: int):
-    """Bar chart per way: our accuracy (mean ± 95 % CI) beside the paper's, for one shot."""
+    """Bar chart per (way, cell): our accuracy (mean ± 95 % CI) beside the paper's, for one shot."""
     from metagrad.figures import legend_outside, subplots
     t = result.table[result.table.shot == shot]
-    ways = sorted(t.way.unique())
+    panels = list(dict.fromkeys(zip(t.way, t.cell)))
     methods = [m for m in METHODS if m in set(t.method)]
-    ncols = min(2, len(ways))
-    fig, axes = subplots(ncols, -(-len(ways) // ncols), panel=(3.6, 3.0))
-    for ax in axes.flat[len(ways):]:
+    ncols = min(2, len(panels))
+    fig, axes = subplots(ncols, -(-len(panels) // ncols), panel=(3.6, 3.0))
+    for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    for ax, way in zip(axes.flat, ways):
-        tw = t[t.way == way].set_index("method")
+    for ax, (way, cell) in zip(axes.flat, panels):
+        tw = t[(t.way == way) & (t.cell == cell)].set_index("method")
         xs = np.arange(len(methods))
         for off, col, ci, lab, color in ((-0.2, "acc (ours)", "ci (ours)", "ours", "C0"),
                                          (0.2, "acc (paper)", "ci (paper)", "paper", "C1")):
@@ -50,7 +68,7 @@ def plot_comparison(result: FewShotResult, shot: int):
             ax.bar(xs + off, vals, 0.4, yerr=errs, label=lab, color=color, capsize=2)
         ax.axhline(100 / way, color="grey", lw=0.8, ls=":")
         ax.set_xticks(xs, [_LABELS[m] for m in methods], rotation=60, ha="right")
-        ax.set_title(f"{shot}-shot {way}-way")
+        ax.set_title(setting_label(shot, way, cell))
         ax.set_ylabel("held-out accuracy (%)")
     legend_outside(fig, where="below", ncols=2)
     return fig
@@ -66,8 +84,9 @@ def expected_cost(cfg: FewShotConfig, method: str) -> int:
 def cost_check(result: FewShotResult) -> pd.DataFrame:
     """Measured products per hypergradient (from the cost records) against :func:`expected_cost`."""
     t = result.table.dropna(subset=["ours"])
-    exp = [expected_cost(result.config, m) for m in t.method]
-    return pd.DataFrame({"shot": t.shot, "way": t.way, "method": t.ours,
+    exp = [expected_cost(result.configs.get((s, w, c), result.config), m)
+           for s, w, c, m in zip(t.shot, t.way, t.cell, t.method)]
+    return pd.DataFrame({"shot": t.shot, "way": t.way, "cell": t.cell, "method": t.ours,
                          "#JVPs measured": t["#JVPs (ours)"].astype(int),
                          "#JVPs by definition": exp, "ok": t["#JVPs (ours)"].to_numpy() == np.array(exp)}
                         ).reset_index(drop=True)
@@ -76,8 +95,8 @@ def cost_check(result: FewShotResult) -> pd.DataFrame:
 def timings(result: FewShotResult) -> str:
     """One line per (setting, method): mean wall time per outer step over seeds."""
     t = result.table.dropna(subset=["ours"])
-    return "\n".join(f"{s}-shot {w}-way {m}: wall time per outer step {x:.3f} s"
-                      for s, w, m, x in zip(t.shot, t.way, t.ours, t["s per outer step"]) if x > 0)
+    return "\n".join(f"{setting_label(s, w, c)} {m}: wall time per outer step {x:.3f} s"
+                      for s, w, c, m, x in zip(t.shot, t.way, t.cell, t.ours, t["s per outer step"]) if x > 0)
 
 
 def setup_table(cfg: FewShotConfig) -> pd.DataFrame:
@@ -98,7 +117,8 @@ def setup_table(cfg: FewShotConfig) -> pd.DataFrame:
         ("γ grid (greedy)", ", ".join(f"{g:g}" for g in cfg.gammas), "0.9, 0.99, 0.999"),
         ("seeds", str(len(cfg.seeds)), "5"),
         ("evaluation episodes", f"{cfg.n_select} choose γ, {cfg.n_test} reported", "not stated"),
-    ]
+    ] + [(f"cell {c['name']}", f"{c['shot']}-shot {c['way']}-way; " + "; ".join(
+        f"{k} {v}" for k, v in c.items() if k not in ("name", "shot", "way")), "") for c in cfg.cells]
     return pd.DataFrame(rows, columns=["", "ours", "paper"])
 
 
@@ -106,7 +126,7 @@ def summary(result: FewShotResult) -> dict:
     """Scale-independent facts for the page's prose (strings and numbers to ``glue``)."""
     cfg = result.config
     return {
-        "settings": ", ".join(f"{s}-shot {w}-way" for s, w in cfg.settings),
+        "settings": ", ".join(setting_label(s, w, c) for s, w, c, _ in cfg.cell_configs()),
         "n_seeds": len(cfg.seeds), "outer_steps": cfg.outer_steps, "width": cfg.width, "depth": cfg.depth,
         "gammas": ", ".join(f"{g:g}" for g in result.chosen_gamma.values()) or "none",
         "data_note": result.data_note,
@@ -122,7 +142,7 @@ def greedy_time_sentence(table: pd.DataFrame) -> str:
     query-loss gradients cost. Worded from the ratio."""
     t = table.dropna(subset=["ours"])
     parts = []
-    for (shot, way), g in t.groupby(["shot", "way"], sort=False):
+    for (shot, way, cell), g in t.groupby(["shot", "way", "cell"], sort=False):
         g = g.set_index("method")
         if not {"greedy", "rmd"} <= set(g.index):
             continue
@@ -133,7 +153,7 @@ def greedy_time_sentence(table: pd.DataFrame) -> str:
         what = (f"if the whole difference is theirs, the extra query gradients take "
                 f"{100 * (1 - 1 / r):.0f} % of greedy's wall time" if r > 1
                 else "the extra query gradients do not make greedy slower")
-        parts.append(f"at {shot}-shot {way}-way {g.loc['greedy', 'ours']} takes {tg:.3f} s per outer "
+        parts.append(f"at {setting_label(shot, way, cell)} {g.loc['greedy', 'ours']} takes {tg:.3f} s per outer "
                      f"step against {tr:.3f} s for {g.loc['rmd', 'ours']}, {r:.2f} times as long; {what}")
     if not parts:
         return "No full RMD run at this scale to compare greedy's wall time with."
@@ -145,8 +165,8 @@ def _chance_sentence(result: FewShotResult, margin: float = 5.0) -> str:
     """Methods whose reported held-out accuracy ends within ``margin`` points of chance."""
     t = result.table.dropna(subset=["ours"])
     near = t[t["acc (ours)"] < 100 / t.way + margin]
-    return "; ".join(f"{m} at {s}-shot {w}-way ({a:.1f} %, chance {100 / w:.1f} %)"
-                     for m, s, w, a in zip(near.ours, near.shot, near.way, near["acc (ours)"])) or "none"
+    return "; ".join(f"{m} at {setting_label(s, w, c)} ({a:.1f} %, chance {100 / w:.1f} %)"
+                     for m, s, w, c, a in zip(near.ours, near.shot, near.way, near.cell, near["acc (ours)"])) or "none"
 
 
 def _oneshot_sentence(result: FewShotResult) -> str:
@@ -154,9 +174,9 @@ def _oneshot_sentence(result: FewShotResult) -> str:
     t = t[t["20-way runs (ours)"].notna()]
     if t.empty:
         return "not evaluated (no all_runs.zip)"
-    shot, way = t.shot.iloc[0], t.way.iloc[0]
-    t = t[(t.shot == shot) & (t.way == way)]
-    return (f"with the warp layers meta-trained at {shot}-shot {way}-way: " +
+    shot, way, cell = t.shot.iloc[0], t.way.iloc[0], t.cell.iloc[0]
+    t = t[(t.shot == shot) & (t.way == way) & (t.cell == cell)]
+    return (f"with the warp layers meta-trained at {setting_label(shot, way, cell)}: " +
             ", ".join(f"{m} {fmt_mean_ci(a, c, 1)} %" for m, a, c in zip(t.ours, t["20-way runs (ours)"], t["ci runs"])))
 
 
@@ -166,20 +186,21 @@ def plot_curves(result: FewShotResult):
     from metagrad.figures import legend_outside, subplots
     rep = reported(result.runs, result.chosen_gamma)
     rep = rep[rep.steps > 0]
-    settings = list(dict.fromkeys(zip(rep.shot, rep.way)))
+    settings = list(dict.fromkeys(zip(rep.shot, rep.way, rep.cell)))
+    colour = {m: f"C{i}" for i, m in enumerate(m for m in METHODS if m in set(rep.method))}  # one per method
     ncols = min(2, max(1, len(settings)))
     fig, axes = subplots(ncols, -(-max(1, len(settings)) // ncols), panel=(3.6, 2.8))
     for ax in axes.flat[max(1, len(settings)):]:
         ax.set_visible(False)
-    for ax, (shot, way) in zip(axes.flat, settings):
-        g = rep[(rep.shot == shot) & (rep.way == way)]
-        for i, method in enumerate(m for m in METHODS if m in set(g.method)):
+    for ax, (shot, way, cell) in zip(axes.flat, settings):
+        g = rep[(rep.shot == shot) & (rep.way == way) & (rep.cell == cell)]
+        for method in (m for m in METHODS if m in set(g.method)):
             gm = g[g.method == method]
             curves = np.array([c for c in gm.curve])
             x = (np.arange(curves.shape[1]) + 0.5) * gm.steps.iloc[0] / curves.shape[1]
-            ax.plot(x, curves.mean(0), marker="o", ms=3, color=f"C{i}", label=gm.label.iloc[0])
+            ax.plot(x, curves.mean(0), marker="o", ms=3, color=colour[method], label=gm.label.iloc[0])
         ax.axhline(math.log(way), color="grey", lw=0.8, ls=":")
-        ax.set_title(f"{shot}-shot {way}-way")
+        ax.set_title(setting_label(shot, way, cell))
         ax.set_xlabel("outer step")
         ax.set_ylabel("query loss (nats, mean over seeds)")
     legend_outside(fig, where="below", ncols=3)
@@ -194,6 +215,6 @@ def plot_equal_compute(result: FewShotResult):
     r = reported(result.runs, result.chosen_gamma).copy()
     r["products"] = r["#JVPs (ours)"] * r["steps"]
     r["wall_s"] = r["outer_wall_time_s"]
-    r["setting"] = [f"{s}-shot {w}-way" for s, w in zip(r["shot"], r["way"])]
+    r["setting"] = [setting_label(s, w, c) for s, w, c in zip(r["shot"], r["way"], r["cell"])]
     return quality_vs_cost(r, "test_acc", ylabel="test accuracy (%)", panel="setting", scale=100)
 

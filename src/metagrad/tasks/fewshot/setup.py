@@ -48,7 +48,12 @@ class FewShotConfig:
     """Everything that defines the experiment. ``settings`` are ``(shot, way)`` pairs; methods
     are names of :func:`metagrad.hypergrad` (plus ``"init"``: α₀ evaluated without training);
     ``greedy`` is run at every γ in ``gammas`` and the γ with the best ``select`` accuracy
-    (mean over seeds) is reported. ``n_query`` is the paper's 10 query images per class."""
+    (mean over seeds) is reported. ``n_query`` is the paper's 10 query images per class.
+
+    ``cells``: extra runs of one (shot, way) at other model settings, each a dict
+    ``{"name": ..., "shot": ..., "way": ..., <field>: <value>, ...}`` whose fields override
+    those of :data:`CELL_FIELDS` (e.g. ``{"name": "long", "shot": 1, "way": 5, "outer_steps":
+    2000}``); the page's own ``settings`` form the cell ``"base"``."""
     scale: str = "smoke"
     data: str = "auto"                      # "omniglot", "digits" or "auto"
     settings: tuple = ((1, 2),)
@@ -78,6 +83,7 @@ class FewShotConfig:
     checkpoint_every: int = 25
     results_dir: str = "results/greedy_fewshot"
     checkpoint_dir: str = "checkpoints/greedy_fewshot"   # git-ignored; relative to the repo root
+    cells: tuple = ()
 
     def __post_init__(self):
         check(self.depth >= 2 and self.depth % 2 == 0, f"depth must be even and >= 2, got {self.depth}")
@@ -86,6 +92,15 @@ class FewShotConfig:
         check(not unknown, f"unknown methods {unknown}; choose from {list(METHODS)}")
         check(all(0 < g <= 1 for g in self.gammas), f"gammas must be in (0, 1], got {self.gammas}")
         check(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}")
+        names = [c.get("name") if isinstance(c, dict) else None for c in self.cells]
+        for c, name in zip(self.cells, names):
+            check(isinstance(c, dict) and isinstance(name, str) and name.replace("-", "").isalnum()
+                  and name != "base" and {"shot", "way"} <= set(c),
+                  f"each cell must be a dict with a name (letters, digits, '-'; not 'base'), shot and "
+                  f"way, e.g. {{name: long, shot: 1, way: 5, outer_steps: 2000}}; got {c!r}")
+            bad = sorted(set(c) - {"name", "shot", "way"} - set(CELL_FIELDS))
+            check(not bad, f"cell {name!r}: {bad} cannot be set per cell; choose from {list(CELL_FIELDS)}")
+        check(len(set(names)) == len(names), f"cell names must be unique, got {names}")
 
     @classmethod
     def from_params(cls, **params) -> "FewShotConfig":
@@ -100,9 +115,26 @@ class FewShotConfig:
         """The fields that define a run's computation (not where it is stored or shown)."""
         d = asdict(self)
         for k in ("scale", "settings", "methods", "gammas", "seeds", "device", "results_dir",
-                  "checkpoint_every", "checkpoint_dir", "eval_chunk", "data"):
+                  "checkpoint_every", "checkpoint_dir", "eval_chunk", "data", "cells"):
             d.pop(k)
         return d
+
+    def cell_configs(self) -> list[tuple[int, int, str, "FewShotConfig"]]:
+        """``(shot, way, cell, config)`` of every setting: the page's ``settings`` (cell
+        ``"base"``, this configuration) and then each of ``cells`` (its fields overridden)."""
+        from dataclasses import replace
+        base = replace(self, cells=())
+        out = [(int(s), int(w), "base", base) for s, w in self.settings]
+        for c in self.cells:
+            over = {k: v for k, v in c.items() if k not in ("name", "shot", "way")}
+            out.append((int(c["shot"]), int(c["way"]), c["name"], replace(base, **over)))
+        return out
+
+
+#: Fields a cell may override: those of the model and the outer loop (not the data, the
+#: methods or the evaluation episodes, which every cell shares).
+CELL_FIELDS = ("depth", "width", "meta_batch", "T", "inner_lr", "inner_momentum", "outer_lr", "outer_steps",
+               "neumann_K", "fg2u_b")
 
 
 # ------------------------------------------------------------------------------ data
@@ -151,7 +183,7 @@ def load_data(cfg: FewShotConfig) -> FewShotData:
                 f"upsampled to {cfg.image_size}×{cfg.image_size}); no official one-shot runs")
     frac = cfg.val_fraction
     if name == "digits":  # 10 classes: hold out enough for the widest way that fits in half of them
-        ways = [w for _, w in cfg.settings if 2 * w <= images.shape[0]]
+        ways = [w for _, w, _, _ in cfg.cell_configs() if 2 * w <= images.shape[0]]
         frac = max([frac] + [w / images.shape[0] for w in ways])
     train, held = split_classes(images.shape[0], (1 - frac, frac), seed=cfg.split_seed)
     note += f"; {len(train)} meta-train and {len(held)} held-out classes (split seed {cfg.split_seed})"
