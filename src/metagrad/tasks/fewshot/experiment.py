@@ -85,8 +85,8 @@ def _run_keys(cfg: FewShotConfig, data_name: str, oneshot: bool):
     needs no data. Runs of the base cell keep the names and keys they had before cells existed."""
     for shot, way, cell, ccfg in cfg.cell_configs():
         suffix = "" if cell == "base" else f"-{cell}"
-        for method in cfg.methods:
-            for gamma in (cfg.gammas if method == "greedy" else (None,)):
+        for method in ccfg.methods:
+            for gamma in (ccfg.gammas if method == "greedy" else (None,)):
                 for seed in cfg.seeds:
                     name = f"{data_name}_{shot}shot-{way}way{suffix}__{_tag(method, gamma)}__seed{seed}"
                     run_cfg = {"model": ccfg.model_key(), "data": data_name, "shot": shot, "way": way,

@@ -131,10 +131,10 @@ class FewShotConfig:
         return out
 
 
-#: Fields a cell may override: those of the model and the outer loop (not the data, the
-#: methods or the evaluation episodes, which every cell shares).
+#: Fields a cell may override: those of the model and the outer loop, and which methods (and
+#: greedy γ) it runs (not the data or the evaluation episodes, which every cell shares).
 CELL_FIELDS = ("depth", "width", "meta_batch", "T", "inner_lr", "inner_momentum", "outer_lr", "outer_steps",
-               "neumann_K", "fg2u_b")
+               "neumann_K", "fg2u_b", "methods", "gammas")
 
 
 # ------------------------------------------------------------------------------ data
