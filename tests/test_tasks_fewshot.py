@@ -250,6 +250,9 @@ def test_a_cell_runs_beside_the_base_settings_without_touching_their_runs(tmp_pa
         base.runs.drop(columns="run_wall_time_s"))
     assert set(with_cell.table.dropna(subset=["ours"]).cell) == {"base", "long"}
     assert "cell" in fs.display_table(with_cell, shot=1) and "cell" not in fs.display_table(base, shot=1)
+    side = fs.cell_comparison(with_cell)   # greedy in both cells, side by side; FO only in the base
+    assert list(side.columns) == ["setting", "method", "cell base", "cell long"]
+    assert side.set_index("method").loc["FO", "cell long"] == "" and fs.cell_comparison(base).empty
     ev = evidence.runs("greedy_fewshot", tmp_path / "res" / "test")
     assert set(ev.cell) == {"base", "long"} and set(ev[ev.arm == "greedy"].cell) == {"base", "long"}
     assert set(ev[ev.cell == "long"].arm) == {"greedy0.9", "greedy0.5", "greedy"}

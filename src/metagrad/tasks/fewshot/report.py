@@ -218,3 +218,18 @@ def plot_equal_compute(result: FewShotResult):
     r["setting"] = [setting_label(s, w, c) for s, w, c in zip(r["shot"], r["way"], r["cell"])]
     return quality_vs_cost(r, "test_acc", ylabel="test accuracy (%)", panel="setting", scale=100)
 
+
+
+def cell_comparison(result: FewShotResult) -> pd.DataFrame:
+    """For every (shot, way) run in more than one cell: each method's held-out accuracy
+    (mean ± 95 % CI over seeds, %) per cell, side by side (greedy at each cell's chosen γ).
+    Empty when no setting has a second cell."""
+    t = result.table.dropna(subset=["ours"])
+    rows = []
+    for (shot, way), g in t.groupby(["shot", "way"], sort=False):
+        if g.cell.nunique() < 2:
+            continue
+        for method, gm in g.groupby("method", sort=False):
+            rows.append({"setting": f"{shot}-shot {way}-way", "method": _LABELS[method],
+                         **{f"cell {c}": fmt_mean_ci(a, h) for c, a, h in zip(gm.cell, gm["acc (ours)"], gm["ci (ours)"])}})
+    return pd.DataFrame(rows).fillna("")
