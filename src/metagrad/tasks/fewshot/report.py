@@ -25,8 +25,12 @@ def cell_table(cfg: FewShotConfig) -> pd.DataFrame:
         over = {k: v for k, v in c.items() if k not in ("name", "shot", "way")}
         rows.append({"cell": c["name"], "setting": f"{c['shot']}-shot {c['way']}-way",
                      "differs from the base settings": "; ".join(
-                         f"{k} {v} (base {getattr(cfg, k)})" for k, v in over.items()) or "nothing"})
+                         f"{k} {_words(v)} (base {_words(getattr(cfg, k))})" for k, v in over.items()) or "nothing"})
     return pd.DataFrame(rows, columns=["cell", "setting", "differs from the base settings"])
+
+
+def _words(v) -> str:
+    return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 def display_table(result: FewShotResult, shot: int) -> pd.DataFrame:
@@ -118,7 +122,7 @@ def setup_table(cfg: FewShotConfig) -> pd.DataFrame:
         ("seeds", str(len(cfg.seeds)), "5"),
         ("evaluation episodes", f"{cfg.n_select} choose γ, {cfg.n_test} reported", "not stated"),
     ] + [(f"cell {c['name']}", f"{c['shot']}-shot {c['way']}-way; " + "; ".join(
-        f"{k} {v}" for k, v in c.items() if k not in ("name", "shot", "way")), "") for c in cfg.cells]
+        f"{k} {_words(v)}" for k, v in c.items() if k not in ("name", "shot", "way")), "") for c in cfg.cells]
     return pd.DataFrame(rows, columns=["", "ours", "paper"])
 
 
@@ -128,7 +132,7 @@ def summary(result: FewShotResult) -> dict:
     return {
         "settings": ", ".join(setting_label(s, w, c) for s, w, c, _ in cfg.cell_configs()),
         "n_seeds": len(cfg.seeds), "outer_steps": cfg.outer_steps, "width": cfg.width, "depth": cfg.depth,
-        "gammas": ", ".join(f"{g:g}" for g in result.chosen_gamma.values()) or "none",
+        "gammas": ", ".join(f"{g:g} at {setting_label(*k)}" for k, g in result.chosen_gamma.items()) or "none",
         "data_note": result.data_note,
         "oneshot": _oneshot_sentence(result),
         "at_chance": _chance_sentence(result),
@@ -174,7 +178,9 @@ def _oneshot_sentence(result: FewShotResult) -> str:
     t = t[t["20-way runs (ours)"].notna()]
     if t.empty:
         return "not evaluated (no all_runs.zip)"
-    shot, way, cell = t.shot.iloc[0], t.way.iloc[0], t.cell.iloc[0]
+    order = [(s, w, c) for s, w, c, _ in result.config.cell_configs()]  # the page's first setting first
+    have = set(zip(t.shot, t.way, t.cell))
+    shot, way, cell = next((k for k in order if k in have), (t.shot.iloc[0], t.way.iloc[0], t.cell.iloc[0]))
     t = t[(t.shot == shot) & (t.way == way) & (t.cell == cell)]
     return (f"with the warp layers meta-trained at {setting_label(shot, way, cell)}: " +
             ", ".join(f"{m} {fmt_mean_ci(a, c, 1)} %" for m, a, c in zip(t.ours, t["20-way runs (ours)"], t["ci runs"])))
