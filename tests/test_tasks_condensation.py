@@ -314,3 +314,57 @@ def test_evidence_at_step_arm_is_judged_on_the_run_so_far(tmp_path):
     assert bool(ev.loc["fg2u", "diverged"]) and ev.loc["fg2u", "diverged_reason"] == "at chance"
     assert not bool(ev.loc["fg2u@4", "diverged"]) and ev.loc["fg2u@4", "test_acc"] == 0.6
     assert bool(ev.loc["fg2u@12", "diverged"])
+
+
+def test_mnist_downsampled_and_image_size_refusals(tmp_path, monkeypatch):
+    """``image_size`` below 28 averages MNIST's pixels over blocks (28 → 14: means of 2×2);
+    unset means the native size; sizes that cannot be honoured are refused naming the value."""
+    import gzip
+    (tmp_path / "mnist").mkdir()
+    x = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    y = (np.arange(40) % 10).astype(np.uint8)
+    for name, a in (("t10k-images-idx3-ubyte.gz", x), ("t10k-labels-idx1-ubyte.gz", y)):
+        head = bytes([0, 0, 8, a.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in a.shape)
+        (tmp_path / "mnist" / name).write_bytes(gzip.compress(head + a.tobytes()))
+    monkeypatch.setenv("METAGRAD_DATA", str(tmp_path))
+    s = C.Setup(dataset="mnist", image_size=14, depth=2, pool_size=30, test_size=10)
+    data = C.load_data(s)
+    assert data.pool_x.shape[1:] == (1, 14, 14) and "downsampled to 14x14" in data.source
+    full = torch.from_numpy(x).float().div(255).unsqueeze(1)
+    means = full.reshape(40, 1, 14, 2, 14, 2).mean((3, 5))
+    both = torch.cat([data.pool_x, data.test_x])
+    assert all(any(torch.allclose(img, m, atol=1e-6) for m in means) for img in both)
+    assert C.Setup(dataset="mnist").size == 28 and C.Setup().size == 8
+    assert C.Setup(dataset="cifar10", depth=3).size == 32
+    for bad, msg in ((dict(dataset="cifar10", image_size=16), "image_size=16 for cifar10"),
+                     (dict(dataset="mnist", image_size=56), "MNIST can only be downsampled"),
+                     (dict(image_size=0), "got 0")):
+        with pytest.raises(ConfigError, match=msg):
+            C.Setup(**bad)
+
+
+def test_a_further_row_of_one_data_set_keeps_its_own_files(tmp_path):
+    """A ``datasets`` entry that names a further row (``digits4``: digits at 4×4) runs with its
+    ``per_dataset`` settings, in files of its own name, labelled with its size, and compared
+    with the paper's row of its data set; the plain row's files are untouched."""
+    from metagrad import evidence
+    base = _setup(image_size=8, depth=2, width=2)
+    methods = {"RGU (full)": {"method": "rmd"}}
+    kw = dict(ipcs=(1,), seeds=(0,), out_dir=tmp_path, keep_images_seed=None,
+              overrides=[{"dataset": "digits4", "ipc": 1, "steps": 3}, {"dataset": "digits", "ipc": 1, "steps": 2}])
+    runs = C.run_table1(base, methods, datasets=("digits", "digits4"),
+                        per_dataset={"digits4": {"dataset": "digits", "image_size": 4, "depth": 1}}, **kw)
+    assert list(dict.fromkeys(runs.data)) == ["digits", "digits 4×4"]
+    four = runs[(runs.data == "digits 4×4") & (runs.method == "RGU (full)")].iloc[0]
+    plain = runs[(runs.data == "digits") & (runs.method == "RGU (full)")].iloc[0]
+    assert (four.steps, plain.steps) == (3, 2)
+    import json
+    cfg = json.loads((tmp_path / "digits4_ipc1_seed0_rgu-full.json").read_text())["config"]["setup"]
+    assert (cfg["dataset"], cfg["image_size"], cfg["depth"]) == ("digits", 4, 1)
+    assert json.loads((tmp_path / "digits_ipc1_seed0_rgu-full.json").read_text())["config"]["setup"]["image_size"] == 8
+    ev = evidence.runs("fg2u_condensation", tmp_path)
+    assert set(ev.dataset) == {"digits", "digits4"}
+    summary = C.table1_summary(runs)
+    assert set(summary["paper (MNIST)"][summary.method == "RGU (full)"]) == {"92.32 ± 0.33"}
+    with pytest.raises(ConfigError, match=r"'digits5' is not a data set.*per_dataset\['digits5'\]"):
+        C.run_table1(base, methods, datasets=("digits5",), ipcs=(1,), seeds=(0,), out_dir=tmp_path / "z")

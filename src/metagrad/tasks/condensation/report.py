@@ -11,20 +11,27 @@ from .setup import PAPER_TABLE1
 from .quality import fg2u_expected_cosine
 
 # ------------------------------------------------------------------------------ tables, figures
+def _paper_row(d: str, paper_data: dict | None) -> str:
+    """The paper's Table 1 data set compared with our row ``d``: ``paper_data[d]`` if given,
+    MNIST for digits, that of a further row's data set (``MNIST 16×16`` → ``MNIST``), else ``d``."""
+    paper_data = {"digits": "MNIST", **(paper_data or {})}
+    head = paper_data.get(d.split(" ")[0], d.split(" ")[0])
+    return paper_data.get(d, head if head in set(PAPER_TABLE1.data) else d)
+
+
 def table1_summary(runs: pd.DataFrame, *, paper_data: dict | None = None) -> pd.DataFrame:
     """Our Table 1 beside the paper's: one row per (data, IPC, method) with n seeds, test
     accuracy after E evaluation steps and after T steps (mean ± 95 % CI over seeds, in %) and
     the paper's number. ``paper_data`` maps our data set to the paper's row to compare with
     (default: digits → MNIST, the paper's nearest data set)."""
     from ...report import mean_ci, fmt_mean_ci
-    paper_data = {"digits": "MNIST", **(paper_data or {})}
     paper = PAPER_TABLE1.set_index(["data", "ipc", "method"])
     rows = []
     for (d, ipc, m), g in runs.groupby(["data", "ipc", "method"], sort=False):
         mean, ci = mean_ci(g["test_acc"])
         has_T = g["test_acc_T"].notna().any()
         mean_T, ci_T = mean_ci(g["test_acc_T"]) if has_T else (math.nan, math.nan)
-        ref = paper_data.get(d, d)
+        ref = _paper_row(d, paper_data)
         key = (ref, ipc if m != "whole data" else 1, m)
         p = paper.loc[key] if key in paper.index else None
         rows.append({"data": d, "IPC": ipc, "method": m, "n": len(g), "mean": round(mean, 2),
@@ -35,17 +42,12 @@ def table1_summary(runs: pd.DataFrame, *, paper_data: dict | None = None) -> pd.
     return pd.DataFrame(rows)
 
 
-
-
-
-
 def plot_table1(runs: pd.DataFrame, *, paper_data: dict | None = None):
     """Bars: our test accuracy (mean ± 95 % CI over seeds) per method and IPC; markers: the
     paper's Table 1 for the compared data set."""
     from metagrad.figures import legend_outside, subplots
 
     from ...report import mean_ci
-    paper_data = {"digits": "MNIST", **(paper_data or {})}
     cells = list(runs.groupby(["data", "ipc"], sort=False))
     ncols = min(2, len(cells))
     fig, axes = subplots(ncols, -(-len(cells) // ncols), panel=(3.6, 3.2))
@@ -57,11 +59,11 @@ def plot_table1(runs: pd.DataFrame, *, paper_data: dict | None = None):
         x = np.arange(len(methods))
         ax.bar(x, [s[0] for s in stats], yerr=[s[1] for s in stats], color="C0", alpha=0.8,
                capsize=3, label=f"ours ({d})")
-        ref = PAPER_TABLE1[(PAPER_TABLE1.data == paper_data.get(d, d))]
+        ref = PAPER_TABLE1[(PAPER_TABLE1.data == _paper_row(d, paper_data))]
         pv = [ref[(ref.method == m) & (ref.ipc == (1 if m == "whole data" else ipc))].acc
               for m in methods]
         ax.plot(x, [v.iloc[0] if len(v) else np.nan for v in pv], "D", color="C3",
-                label=f"paper ({paper_data.get(d, d)})")
+                label=f"paper ({_paper_row(d, paper_data)})")
         ax.set_xticks(x, methods, rotation=35, ha="right")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{d}, IPC {ipc}")

@@ -114,7 +114,7 @@ def _setup_for(base: Setup, dataset: str, ipc: int, per_dataset: dict, per_ipc: 
     sched = {"steps": 100, "lr": 1e-2, "warm_start": 0, "eval_every": 0}
     fields_ = set(Setup.__dataclass_fields__)
     changes = {k: v for k, v in per_dataset.get(dataset, {}).items() if k not in ("ipcs", "methods")}
-    changes.update(dataset=dataset, ipc=ipc)
+    changes.update(dataset=real_dataset(dataset, per_dataset), ipc=ipc)
     for k, v in per_ipc.get(ipc, {}).items():
         (sched if k in sched else changes)[k] = v
     for o in overrides:
@@ -125,6 +125,24 @@ def _setup_for(base: Setup, dataset: str, ipc: int, per_dataset: dict, per_ipc: 
     unknown = set(changes) - fields_
     check(not unknown, f"unknown setting(s) {sorted(unknown)}; known: {sorted(fields_ | set(sched))}")
     return replace(base, **changes), sched
+
+
+def real_dataset(name: str, per_dataset: dict) -> str:
+    """The data set of the page's row ``name``: ``name`` itself (``digits``, ``mnist``, …), or,
+    for a further row of one data set at other settings (e.g. ``mnist16``: MNIST at 16×16), the
+    ``dataset`` its ``per_dataset`` entry names."""
+    real = (per_dataset.get(name) or {}).get("dataset", name)
+    check(real in PAPER_NAMES,
+          f"datasets entry {name!r} is not a data set ({sorted(PAPER_NAMES)}); for a further row of "
+          f"one data set, give per_dataset[{name!r}] a 'dataset' naming it, e.g. {{dataset: mnist, "
+          f"image_size: 16}}")
+    return real
+
+
+def row_label(name: str, setup: Setup) -> str:
+    """How tables name the row ``name``: the paper's name of its data set, plus the image size
+    when the row is a further row of that data set (``MNIST 16×16``)."""
+    return PAPER_NAMES[name] if name in PAPER_NAMES else f"{PAPER_NAMES[setup.dataset]} {setup.size}×{setup.size}"
 
 
 def _phases_for(method: dict, sched: dict) -> list[Phase]:
@@ -148,7 +166,10 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
     """Table 1: every (dataset, IPC, method, seed) run, plus "random real (α₀)" and "whole data".
 
     ``methods``: label → ``{"method": name, "options": {...}}``. ``per_dataset[name]`` may
-    restrict the IPCs (``ipcs``) and the methods (``methods``: labels) of one data set.
+    restrict the IPCs (``ipcs``) and the methods (``methods``: labels) of one data set. An entry
+    of ``datasets`` may also be a further row of one data set at other settings: a new name
+    (e.g. ``mnist16``) whose ``per_dataset`` entry names the ``dataset`` (``{dataset: mnist,
+    image_size: 16}``); its files, its ``overrides`` and the claims' ``where`` use the name.
     ``per_dataset[name]`` and
     ``per_ipc[ipc]`` override :class:`Setup` fields; ``per_ipc[ipc]`` also sets the schedule
     ``steps`` (outer steps, warm start included), outer Adam ``lr``, ``warm_start`` (that many
@@ -161,7 +182,7 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
     per_dataset, overrides = per_dataset or {}, overrides or []
     per_ipc = {int(k): v for k, v in (per_ipc or {}).items()}  # papermill passes keys as strings
     for d in datasets:  # fail before any computation
-        _check_available(d)
+        _check_available(real_dataset(d, per_dataset))
     out_dir, rows, loaded = Path(out_dir), [], {}
     ck = _checkpoint_dir(out_dir)
 
@@ -180,7 +201,7 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
               f"which are not among the methods {list(methods)}")
         for ipc in d_ipcs:
             setup, sched = _setup_for(base, d, ipc, per_dataset, per_ipc, overrides)
-            cell = {"data": PAPER_NAMES[d], "ipc": ipc}
+            cell = {"data": row_label(d, setup), "ipc": ipc}
             for seed in seeds:
                 name = f"{d}_ipc{ipc}_seed{seed}"
                 res = cached(out_dir / f"{name}_random-real.json",

@@ -36,6 +36,8 @@ PAPER_FIGURE1 = {"TRGU": 2.9, "Hessian-free": 2.85, "(FG)²U": 1.1}
 #: data set name -> how the paper's tables name it.
 PAPER_NAMES = {"digits": "digits", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 _CIFAR = {"cifar10": ("CIFAR-10", 10), "cifar100": ("CIFAR-100", 100)}  # name, classes
+#: data set name -> side of its images as stored (pixels).
+NATIVE_SIZE = {"digits": 8, "mnist": 28, "cifar10": 32, "cifar100": 32}
 
 
 from ...config import resolve_device  # noqa: F401
@@ -46,7 +48,9 @@ from ...config import resolve_device  # noqa: F401
 class Setup:
     """Everything that defines the condensation problem and its evaluation (not the method).
 
-    Data: ``dataset`` (``digits`` at ``image_size``, ``mnist``, ``cifar10``, ``cifar100``);
+    Data: ``dataset`` (``digits``, ``mnist``, ``cifar10``, ``cifar100``) at ``image_size``
+    (``None``: the native size, 8 / 28 / 32; digits and MNIST may be resized — MNIST only down,
+    by area averaging, e.g. 14 = means of 2×2 pixels; CIFAR only at 32);
     ``pool_size``/``test_size`` real images drawn *disjointly* from one split with
     :func:`metagrad.data.disjoint_split` (seed ``split_seed``) — for MNIST from the 10 000-image
     test split (the only one the shared data holds) unless ``official_split`` (pool = the first
@@ -63,7 +67,7 @@ class Setup:
     ``device="auto"`` picks CUDA when available.
     """
     dataset: str = "digits"
-    image_size: int = 8
+    image_size: int | None = None
     ipc: int = 1
     width: int = 16
     depth: int = 2
@@ -96,12 +100,25 @@ class Setup:
         for name in ("ipc", "width", "depth", "T", "real_batch", "eval_steps", "eval_nets"):
             v = getattr(self, name)
             check(isinstance(v, int) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
-        size = 32 if self.dataset in _CIFAR else (28 if self.dataset == "mnist" else self.image_size)
+        check(self.image_size is None or (isinstance(self.image_size, int) and self.image_size >= 2),
+              f"image_size must be None (the native size) or an integer >= 2, got {self.image_size!r}")
+        native = NATIVE_SIZE[self.dataset]
+        check(self.dataset == "digits" or self.image_size in (None, native)
+              or (self.dataset == "mnist" and self.image_size < native),
+              f"image_size={self.image_size} for {self.dataset}: "
+              + ("CIFAR images are used at 32x32; leave image_size unset" if self.dataset in _CIFAR
+                 else "MNIST can only be downsampled; use an image_size below 28 or leave it unset"))
+        size = self.size
         check(size // 2 ** self.depth >= 2,
               f"a depth-{self.depth} ConvNet pools {size}x{size} images to "
               f"{size // 2 ** self.depth}x{size // 2 ** self.depth}: after InstanceNorm the last "
               f"AvgPool2 would average every feature map to 0. Use depth <= "
               f"{max(1, int(math.log2(max(size, 2))) - 1)} or larger images (image_size)")
+
+    @property
+    def size(self) -> int:
+        """The side of the images in pixels: ``image_size``, or the data set's native size."""
+        return self.image_size or NATIVE_SIZE[self.dataset]
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -148,9 +165,11 @@ def data_source(setup: Setup) -> str:
     if setup.dataset == "mnist" and setup.official_split:
         return (f"MNIST official splits: pool = the first {setup.pool_size} of the 60 000 training "
                 f"images, test = the first {setup.test_size} of the 10 000 test images")
-    what = (f"the 10 000-image {PAPER_NAMES[setup.dataset]} test split"
+    resized = (f", downsampled to {setup.size}x{setup.size} (means over pixel blocks)"
+               if setup.dataset == "mnist" and setup.size != NATIVE_SIZE["mnist"] else "")
+    what = (f"the 10 000-image {PAPER_NAMES[setup.dataset]} test split{resized}"
             if setup.dataset in ("mnist", *_CIFAR) else
-            f"scikit-learn's 1 797 digits at {setup.image_size}x{setup.image_size}")
+            f"scikit-learn's 1 797 digits at {setup.size}x{setup.size}")
     return (f"pool ({setup.pool_size}) and test set ({setup.test_size}) drawn disjointly from "
             f"{what} (split seed {setup.split_seed})")
 
@@ -171,7 +190,10 @@ def load_data(setup: Setup) -> CondensationData:
     def split(name):
         if setup.dataset in _CIFAR:
             return md.load_cifar(setup.dataset, name, **kw)
-        return md.load_mnist(name, **kw)
+        x, y = md.load_mnist(name, **kw)
+        if setup.size != NATIVE_SIZE["mnist"]:  # e.g. 28×28 → 14×14: means of 2×2 pixels
+            x = torch.nn.functional.adaptive_avg_pool2d(x, setup.size)
+        return x, y
     if setup.dataset in ("mnist", *_CIFAR) and setup.official_split:
         (px, py), (tx, ty) = split("train"), split("test")
         check(setup.pool_size <= len(px) and setup.test_size <= len(tx),
@@ -181,7 +203,7 @@ def load_data(setup: Setup) -> CondensationData:
         test_idx = torch.arange(len(tx))[:setup.test_size]
     else:
         x, y = (split("test") if setup.dataset in ("mnist", *_CIFAR)
-                else md.load_digits(size=setup.image_size, **kw))
+                else md.load_digits(size=setup.size, **kw))
         pool_idx, test_idx = md.disjoint_split(len(x), (setup.pool_size, setup.test_size),
                                                seed=setup.split_seed)
         px, py, tx, ty = x, y, x, y
