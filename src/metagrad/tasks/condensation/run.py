@@ -20,13 +20,14 @@ from .model import _mix, clip, evaluate, initial_images, make_problem, whole_dat
 
 # ------------------------------------------------------------------------------ one run
 def _checkpoint_dir(out_dir: Path) -> Path:
-    """``results/<exp>/<scale>`` → ``checkpoints/<exp>/<scale>`` (git-ignored)."""
+    """``results/<exp>/<scale>`` → ``checkpoints/<exp>/<scale>`` (git-ignored); any other
+    folder keeps its checkpoints in its own ``checkpoints/`` subfolder (never in the repository)."""
     out_dir = Path(out_dir).resolve()
     root = repo_root()
     try:
         rel = out_dir.relative_to(root / "results")
     except ValueError:
-        rel = Path(out_dir.name)
+        return out_dir / "checkpoints"
     return root / "checkpoints" / rel
 
 
