@@ -355,6 +355,8 @@ def test_a_further_row_of_one_data_set_keeps_its_own_files(tmp_path):
     runs = C.run_table1(base, methods, datasets=("digits", "digits4"),
                         per_dataset={"digits4": {"dataset": "digits", "image_size": 4, "depth": 1}}, **kw)
     assert list(dict.fromkeys(runs.data)) == ["digits", "digits 4×4"]
+    from metagrad.results import repo_root  # checkpoints stay beside the results, not in the repository
+    assert not (repo_root() / "checkpoints" / tmp_path.name).exists()
     four = runs[(runs.data == "digits 4×4") & (runs.method == "RGU (full)")].iloc[0]
     plain = runs[(runs.data == "digits") & (runs.method == "RGU (full)")].iloc[0]
     assert (four.steps, plain.steps) == (3, 2)
