@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""The MNIST cell of the condensation page (registered in claims/fg2u_condensation.yaml,
+"""The MNIST rows of the condensation page (registered in claims/fg2u_condensation.yaml,
 amendments of 2026-12-02), a few methods and seeds at a time, so that a session of a few hours
-finishes whole runs and a later one resumes (each (method, seed) is one cached result file under
-results/fg2u_condensation/book/; an interrupted run resumes from its checkpoint every 10 outer
-steps). `make book RECOMPUTE=fg2u_condensation` recomputes the whole page in one go instead.
+finishes whole runs and a later one resumes (each (row, method, seed) is one cached result file
+under results/fg2u_condensation/book/; an interrupted run resumes from its checkpoint every 10
+outer steps). `make book RECOMPUTE=fg2u_condensation` recomputes the whole page in one go instead.
 
     PYTHONPATH=src python scripts/condensation_mnist_units.py 0,1,2,3,4 --methods "(FG)²U"
     PYTHONPATH=src python scripts/condensation_mnist_units.py 0,1,2,3,4 --methods "RGU (full),TRGU,Hessian-free,Neumann"
+    PYTHONPATH=src python scripts/condensation_mnist_units.py 0,1 --row mnist16
 
-Settings: params/fg2u_condensation.book.yaml (its `per_dataset: mnist` entry and the MNIST entry
-of `overrides`), so the run keys are the page's own. Needs MNIST under the data root
-(``metagrad fetch mnist`` says where it goes).
+Settings: params/fg2u_condensation.book.yaml (its `per_dataset` entry of the row and the row's
+entry of `overrides`), so the run keys are the page's own. A registered row that the book params
+do not list yet (they list only computed rows) is taken from PENDING below, which inherits the
+MNIST row's settings. Needs MNIST under the data root (``metagrad fetch mnist`` says where it goes).
 """
 import argparse
 import time
@@ -20,29 +22,53 @@ import yaml
 
 from metagrad.tasks import condensation as C
 
+#: Registered rows not yet in the book params (claims/fg2u_condensation.yaml, amendment "mnist16"):
+#: changes to the MNIST row's per_dataset entry, extra method definitions.
+PENDING = {
+    "mnist16": {"per_dataset": {"dataset": "mnist", "image_size": 16,
+                                "methods": ["TRGU", "Hessian-free", "Neumann", "(FG)²U b=32", "RGU (full)"]},
+                "methods": {"(FG)²U b=32": {"method": "fg2u", "options": {"b": 32}}}},
+}
+
+
+def row_settings(book: dict, row: str) -> tuple[dict, dict, list]:
+    """(per_dataset entry, method definitions, overrides) of ``row`` from the book params, or
+    from PENDING on top of the MNIST row's."""
+    methods, overrides = dict(book["methods"]), list(book["overrides"])
+    if row in book["per_dataset"]:
+        return dict(book["per_dataset"][row]), methods, overrides
+    if row not in PENDING:
+        raise SystemExit(f"row {row!r} is neither in the book params' per_dataset "
+                         f"({sorted(book['per_dataset'])}) nor pending ({sorted(PENDING)})")
+    cell = {**book["per_dataset"]["mnist"], **PENDING[row]["per_dataset"]}
+    methods.update(PENDING[row]["methods"])
+    overrides += [{**o, "dataset": row} for o in book["overrides"] if o.get("dataset") == "mnist"]
+    return cell, methods, overrides
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="The condensation page's MNIST runs.")
     ap.add_argument("seeds", help="comma-separated, e.g. 0,1,2")
+    ap.add_argument("--row", default="mnist", help="the page's row (default mnist; mnist16: 16×16, b = 32)")
     ap.add_argument("--methods", default=None,
-                    help="comma-separated labels of the MNIST cell's methods (default: all)")
+                    help="comma-separated labels of the row's methods (default: all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     book = yaml.safe_load(open("params/fg2u_condensation.book.yaml"))
-    cell = dict(book["per_dataset"]["mnist"])
+    cell, methods, overrides = row_settings(book, args.row)
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",")]
         unknown = [m for m in wanted if m not in cell["methods"]]
         if unknown:
-            raise SystemExit(f"unknown method label(s) {unknown}; the MNIST cell has {cell['methods']}")
+            raise SystemExit(f"unknown method label(s) {unknown}; the row {args.row} has {cell['methods']}")
         cell["methods"] = wanted
     base = C.Setup(**book["setup_options"])
     for seed in (int(s) for s in args.seeds.split(",")):
         t = time.time()
-        runs = C.run_table1(base, book["methods"], datasets=["mnist"], ipcs=book["ipcs"], seeds=[seed],
-                            per_dataset={"mnist": cell}, per_ipc=book["per_ipc"], overrides=book["overrides"],
+        runs = C.run_table1(base, methods, datasets=[args.row], ipcs=book["ipcs"], seeds=[seed],
+                            per_dataset={args.row: cell}, per_ipc=book["per_ipc"], overrides=overrides,
                             out_dir="results/fg2u_condensation/book", progress=True)
-        print(time.strftime("%H:%M:%S"), f"seed {seed}: {time.time() - t:.0f} s;",
+        print(time.strftime("%H:%M:%S"), f"{args.row} seed {seed}: {time.time() - t:.0f} s;",
               ", ".join(f"{m} {a:.1f}" for m, a in zip(runs.method, runs.test_acc)), flush=True)
 
 
