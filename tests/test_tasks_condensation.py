@@ -370,3 +370,33 @@ def test_a_further_row_of_one_data_set_keeps_its_own_files(tmp_path):
     assert set(summary["paper (MNIST)"][summary.method == "RGU (full)"]) == {"92.32 ± 0.33"}
     with pytest.raises(ConfigError, match=r"'digits5' is not a data set.*per_dataset\['digits5'\]"):
         C.run_table1(base, methods, datasets=("digits5",), ipcs=(1,), seeds=(0,), out_dir=tmp_path / "z")
+
+
+def test_directions_table_counts_rho_and_rho_k():
+    """ρ = b/(N−1) and ρK per (FG)²U row, N scaled from the kept images to each IPC, the warm
+    start left out of K; the paper's row when given."""
+    img = np.zeros((10, 1, 4, 4)).tolist()  # N = 160 at IPC 1
+    runs = pd.DataFrame([
+        {"data": "digits", "ipc": 1, "method": "(FG)²U", "seed": 0, "steps": 100, "warm_start": 0, "images": img},
+        {"data": "digits", "ipc": 10, "method": "(FG)²U", "seed": 0, "steps": 100, "warm_start": 20, "images": None},
+        {"data": "digits", "ipc": 1, "method": "TRGU", "seed": 0, "steps": 100, "warm_start": 0, "images": img},
+        {"data": "MNIST 16×16", "ipc": 1, "method": "(FG)²U b=32", "seed": 0, "steps": 50, "warm_start": 0,
+         "images": np.zeros((10, 1, 16, 16)).tolist()}])
+    methods = {"(FG)²U": {"method": "fg2u", "options": {"b": 8}}, "(FG)²U b=32": {"method": "fg2u", "options": {"b": 32}},
+               "TRGU": {"method": "trgu", "options": {"K": 2}}}
+    t = C.directions_table(runs, methods, paper={"N": 7840, "b": 32, "K": 10_000})
+    assert t["row"].tolist() == ["digits, IPC 1", "digits, IPC 10", "MNIST 16×16, IPC 1", "paper (MNIST, IPC 1)"]
+    assert t["N pixels"].tolist() == [160, 1600, 2560, 7840] and t["K steps"].tolist() == [100, 80, 50, 10_000]
+    assert t["ρ = b/(N−1)"].iloc[0] == pytest.approx(8 / 159)
+    assert t["ρK"].iloc[1] == pytest.approx(8 / 1599 * 80) and t["ρK"].iloc[3] == pytest.approx(32 / 7839 * 1e4)
+
+
+def test_progress_md_finds_a_label_that_extends_the_method():
+    prog = pd.DataFrame([{"data": "MNIST 16×16", "ipc": 1, "method": m, "seed": 0, "step": s, "wall_time_s": s,
+                          "test_acc": a} for m, accs in (("(FG)²U b=32", (40, 38, 35)), ("RGU (full)", (40, 42, 45)))
+                         for s, a in zip((0, 200, 400), accs)])
+    text = C.progress_md(prog)
+    assert text.startswith("On MNIST 16×16, IPC 1, (FG)²U b=32 reaches 38.0 % after 200 outer steps and 35.0 % after 400")
+    assert "widens" not in text and "does not narrow from +4.0 to +10.0 points" in text
+    assert C.progress_md(prog.assign(method=prog.method.replace({"(FG)²U b=32": "(FG)²Ux"}))) == \
+        "No run of this build was evaluated along the way."

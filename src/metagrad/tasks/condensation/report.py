@@ -274,21 +274,24 @@ def progress_md(prog: pd.DataFrame, *, method: str = "(FG)²U", exact: str = "RG
                 early: int = 200) -> str:
     """What the accuracy-against-steps view shows, per (data, IPC): ``method``'s and ``exact``'s
     mean test accuracy at outer step ``early`` and at the last step, the gap between them at
-    both, and whether ``method`` was still rising over its last two evaluations. Numbers only;
+    both, and whether ``method`` was still rising over its last two evaluations (``method`` also
+    matches a label that extends it, e.g. ``(FG)²U b=32``). Numbers only;
     the registered claim DC-mnist-steps gives the verdict."""
     out = []
     for (d, ipc), g in prog.groupby(["data", "ipc"], sort=False):
         acc = g.groupby(["method", "step"]).test_acc.mean()
-        if method not in acc.index.get_level_values(0) or exact not in acc.index.get_level_values(0):
+        labels = list(dict.fromkeys(acc.index.get_level_values(0)))
+        m = next((x for x in labels if x == method or x.startswith(method + " ")), None)
+        if m is None or exact not in labels:
             continue
-        a, b = acc[method], acc[exact]
+        a, b = acc[m], acc[exact]
         last = int(min(a.index.max(), b.index.max()))
         if early not in a.index or early not in b.index or last <= early:
             continue
         gap0, gap1 = b[early] - a[early], b[last] - a[last]
         tail = a.loc[:last].iloc[-2:]
         rising = "still rising" if tail.iloc[-1] > tail.iloc[0] else "no longer rising"
-        out.append(f"On {d}, IPC {ipc}, {method} reaches {a[early]:.1f} % after {early} outer steps and "
+        out.append(f"On {d}, IPC {ipc}, {m} reaches {a[early]:.1f} % after {early} outer steps and "
                    f"{a[last]:.1f} % after {last} ({rising} over its last two evaluations); {exact} "
                    f"{b[early]:.1f} % and {b[last]:.1f} %, so the gap between them "
                    f"{'narrows' if abs(gap1) < abs(gap0) else 'does not narrow'} from {gap0:+.1f} to "
@@ -383,6 +386,31 @@ def n_pixels(runs: pd.DataFrame) -> int:
     g = runs[runs["images"].notna()]
     g = g[g.ipc == g.ipc.min()]
     return int(np.asarray(g["images"].iloc[0]).size)
+
+
+def directions_table(runs: pd.DataFrame, methods: dict, *, paper: dict | None = None) -> pd.DataFrame:
+    """How many random directions (FG)²U averaged, per row (data, IPC) and (FG)²U method: N
+    learned pixels, b directions per step, K (FG)²U outer steps (a warm start excluded),
+    ρ = b/(N−1) (Lemma 3.1: the estimate's variance is ‖∇F‖²/ρ) and ρK (Theorem 3.4's bound
+    on the mean squared gradient falls as 1/(ρK)). ``paper`` = ``{"N", "b", "K"}`` adds the
+    paper's row. N comes from the kept images (seed ``keep_images_seed``) and scales with IPC."""
+    fg = [m for m, spec in methods.items() if spec.get("method") == "fg2u"]
+    rows = []
+    for d, gd in runs.groupby("data", sort=False):
+        kept = gd[gd["images"].notna()] if "images" in gd else gd.iloc[:0]
+        if kept.empty:
+            continue
+        n_per_ipc = np.asarray(kept["images"].iloc[0]).size / int(kept.ipc.iloc[0])
+        for (ipc, m), g in gd[gd.method.isin(fg)].groupby(["ipc", "method"], sort=False):
+            n, b = int(round(n_per_ipc * ipc)), int(methods[m].get("options", {}).get("b", 1))
+            k = int(g.steps.iloc[0] - g.warm_start.iloc[0])
+            rows.append({"row": f"{d}, IPC {ipc}", "method": m, "N pixels": n, "b": b, "K steps": k,
+                         "ρ = b/(N−1)": b / (n - 1), "ρK": b / (n - 1) * k})
+    if paper:
+        n, b, k = int(paper["N"]), int(paper["b"]), int(paper["K"])
+        rows.append({"row": "paper (MNIST, IPC 1)", "method": "(FG)²U", "N pixels": n, "b": b, "K steps": k,
+                     "ρ = b/(N−1)": b / (n - 1), "ρK": b / (n - 1) * k})
+    return pd.DataFrame(rows, columns=["row", "method", "N pixels", "b", "K steps", "ρ = b/(N−1)", "ρK"])
 
 
 def paired_cosine_gap(q: dict, a: str, b: str) -> tuple[float, float]:
