@@ -166,3 +166,38 @@ def test_provenance_banner_html():
     html = provenance.banner_html(ROOT / "results" / "greedy_toy" / "book")
     assert "result files made" in html and "Provenance" in html
     assert provenance.banner_html(ROOT / "results" / "no_such_page") == ""
+
+
+def test_every_params_file_names_only_its_notebooks_parameters():
+    """Each params/<page>.<scale>.yaml belongs to a notebook of the book and sets only names its
+    `parameters` cell declares (what build_book checks at run time, here for the paper scale too,
+    which no CPU build executes)."""
+    bb = _build_book_module()
+    pages = set(bb.toc_notebooks())
+    files = sorted((ROOT / "params").glob("*.yaml"))
+    assert files
+    for path in files:
+        name, scale = path.name.rsplit(".", 2)[:2]
+        assert scale in bb.SCALES, f"{path.name}: scale {scale!r} is not one of {bb.SCALES}"
+        assert name in pages, f"{path.name}: {name!r} is not a notebook of the book"
+        assert isinstance(bb.load_params(name, path, ROOT / "notebooks" / f"{name}.ipynb"), dict)
+
+
+def test_condensation_params_build_every_row_setup():
+    """Every (row, IPC) of the condensation page's book and paper params gives a valid Setup and
+    schedule, and so do the two other condensation pages' (a paper-scale mistake would otherwise
+    surface only on a GPU)."""
+    import yaml
+    from metagrad.tasks import condensation as C
+    for scale in ("book", "paper"):
+        p = yaml.safe_load((ROOT / "params" / f"fg2u_condensation.{scale}.yaml").read_text())
+        base = C.Setup(**p["setup_options"])
+        for d in p["datasets"]:
+            for ipc in p.get("per_dataset", {}).get(d, {}).get("ipcs", p["ipcs"]):
+                setup, sched = C._setup_for(base, d, int(ipc), p.get("per_dataset", {}),
+                                            {int(k): v for k, v in p["per_ipc"].items()}, p.get("overrides", []))
+                assert setup.dataset == C.real_dataset(d, p.get("per_dataset", {})) and sched["steps"] >= 1
+    for page in ("fg2u_two_phase", "fg2u_gradient_quality"):  # one Setup each
+        for scale in ("book", "paper"):
+            p = yaml.safe_load((ROOT / "params" / f"{page}.{scale}.yaml").read_text())
+            assert C.Setup(**p["setup_options"]).size >= 4
