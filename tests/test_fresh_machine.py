@@ -201,3 +201,37 @@ def test_condensation_params_build_every_row_setup():
         for scale in ("book", "paper"):
             p = yaml.safe_load((ROOT / "params" / f"{page}.{scale}.yaml").read_text())
             assert C.Setup(**p["setup_options"]).size >= 4
+
+
+@pytest.mark.parametrize("page, build", [
+    ("greedy_fewshot", "fewshot.FewShotConfig.from_params"),
+    ("greedy_hypercleaning", "hypercleaning.HyperCleaningConfig.from_params"),
+    ("fg2u_lm", "lm.LMConfig.from_params"),
+    ("greedy_toy", "toy.ToyConfig.from_params"),
+    ("fg2u_pde", "pde.PDEConfig"),
+])
+def test_book_and_paper_params_build_the_page_config(page, build):
+    """The notebook's parameter defaults overridden by params/<page>.<scale>.yaml give a valid
+    configuration of the page's task at book and at paper scale (the names its notebook passes)."""
+    import inspect
+
+    import nbformat
+    import yaml
+    nb = nbformat.read(ROOT / "notebooks" / f"{page}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    module, *attrs = build.split(".")
+    import importlib
+    obj = importlib.import_module(f"metagrad.tasks.{module}")
+    for a in attrs:
+        obj = getattr(obj, a)
+    sig = inspect.signature(obj).parameters
+    takes_any = any(v.kind is inspect.Parameter.VAR_KEYWORD for v in sig.values())
+    for scale in ("book", "paper"):
+        path = ROOT / "params" / f"{page}.{scale}.yaml"
+        if not path.is_file():
+            continue
+        ns: dict = {}
+        exec(cell.source, {}, ns)  # the notebook's own defaults
+        ns.update(yaml.safe_load(path.read_text()) or {})
+        cfg = obj(**{k: v for k, v in ns.items() if takes_any or k in sig})
+        assert cfg.scale == scale, (page, scale)
