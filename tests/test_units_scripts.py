@@ -1,0 +1,34 @@
+"""scripts/condensation_mnist_units.py: the settings of a page row, from the book params or, for
+a registered row not listed there yet, from PENDING on top of the MNIST row's."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("units", ROOT / "scripts" / "condensation_mnist_units.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_row_settings_from_the_book_params_or_pending(monkeypatch):
+    mod = _module()
+    book = yaml.safe_load((ROOT / "params" / "fg2u_condensation.book.yaml").read_text())
+    cell, methods, overrides = mod.row_settings(book, "mnist")
+    assert cell == book["per_dataset"]["mnist"] and methods == book["methods"] and overrides == book["overrides"]
+    monkeypatch.setattr(mod, "PENDING", {"mnist9": {"per_dataset": {"dataset": "mnist", "image_size": 9,
+                                                                    "methods": ["TRGU", "(FG)²U b=2"]},
+                                                    "methods": {"(FG)²U b=2": {"method": "fg2u", "options": {"b": 2}}}}})
+    book = {**book, "per_dataset": {k: v for k, v in book["per_dataset"].items() if k != "mnist9"}}
+    cell, methods, overrides = mod.row_settings(book, "mnist9")
+    assert cell["image_size"] == 9 and cell["depth"] == book["per_dataset"]["mnist"]["depth"]
+    assert methods["(FG)²U b=2"]["options"] == {"b": 2} and "TRGU" in methods
+    mine = [o for o in overrides if o["dataset"] == "mnist9"]
+    assert len(mine) == 1 and mine[0]["steps"] == next(o for o in book["overrides"] if o["dataset"] == "mnist")["steps"]
+    with pytest.raises(SystemExit, match="neither in the book params"):
+        mod.row_settings(book, "mnist7")
