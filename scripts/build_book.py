@@ -10,8 +10,12 @@ repository root) with the parameters of `params/<name>.<scale>.yaml` when that f
 (otherwise at the defaults of its `parameters` cell) into the scale's book folder. A notebook
 is executed again only when the hash of its source cells, its parameters file, the library
 (`src/metagrad/`) and `requirements.txt` differs from the hash stored in the metadata of
-`book/<name>.ipynb`; otherwise it is `reused` (`--force` executes it anyway). Committed
-result files under `results/` are not part of the hash: notebooks may write there.
+`book/<name>.ipynb`, or when its result files (`results/<name>/<scale>/`, or those of the page
+it reads, `metagrad.evidence.SOURCES`) differ from what they were right after its last
+execution — e.g. runs added by `scripts/*_units.py`; otherwise it is `reused` (`--force`
+executes it anyway). The result files are compared after, not before, the execution because
+notebooks write there. The scoreboard, which reads every page's results, follows its own
+notebook, parameters and library only: rebuild it with `--only scoreboard --force`.
 
 The HTML is then built by `jupyter-book build . -W -n --keep-going --all` (execution is off
 in `_config.yml`: papermill already ran the notebooks), with MathJax served from
@@ -271,7 +275,7 @@ def build_hash(nb, params: Path | None, libs: list[Path]) -> str:
     return h.hexdigest()
 
 
-def stored_hash(path: Path) -> str | None:
+def stored_hash(path: Path, key: str = "hash") -> str | None:
     import nbformat
 
     if not path.is_file():
@@ -280,7 +284,23 @@ def stored_hash(path: Path) -> str | None:
         nb = nbformat.read(path, as_version=4)
     except Exception:  # unreadable or truncated: execute again
         return None
-    return nb.metadata.get(META_KEY, {}).get("hash")
+    return nb.metadata.get(META_KEY, {}).get(key)
+
+
+def results_digest(name: str, scale: str) -> str:
+    """sha256 over the page's result files: every file below `results/<page>/<scale>/`, where
+    <page> is the page whose results it reads (`metagrad.evidence.SOURCES`, else itself)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        from metagrad.evidence import SOURCES
+    finally:
+        sys.path.pop(0)
+    folder = ROOT / "results" / SOURCES.get(name, name) / scale
+    h = hashlib.sha256(b"results\0")
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def declared_parameters(src: Path) -> set[str]:
@@ -365,7 +385,8 @@ def execute_for_book(name: str, scale: str, libs: list[Path], position: str, for
     source_nb = nbformat.read(src, as_version=4)
     digest = build_hash(source_nb, pfile, libs)
     what = f"params {rel(pfile)}" if pfile else "defaults"
-    if recompute_before is None and not force and stored_hash(out) == digest:
+    if (recompute_before is None and not force and stored_hash(out) == digest
+            and stored_hash(out, "results") == results_digest(name, scale)):
         log(f"{position} {name:<32} scale={scale} ({what}) reused [{digest[:12]}]")
         return "reused"
     params = load_params(name, pfile, src)
@@ -403,6 +424,7 @@ def execute_for_book(name: str, scale: str, libs: list[Path], position: str, for
     add_provenance_banner(nb, name, scale)
     nb.metadata[META_KEY] = {
         "hash": digest,
+        "results": results_digest(name, scale),  # as the execution left them
         "scale": scale,
         "params_file": rel(pfile) if pfile else None,
         "parameters": params,

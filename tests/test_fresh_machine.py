@@ -235,3 +235,28 @@ def test_book_and_paper_params_build_the_page_config(page, build):
         ns.update(yaml.safe_load(path.read_text()) or {})
         cfg = obj(**{k: v for k, v in ns.items() if takes_any or k in sig})
         assert cfg.scale == scale, (page, scale)
+
+
+def test_a_page_is_executed_again_when_its_result_files_change(tmp_path, monkeypatch):
+    """`results_digest` follows the page's own result files (or those of the page it reads) and
+    nothing else, so that runs added by scripts/*_units.py are shown by the next `make book`."""
+    bb = _build_book_module()
+    monkeypatch.setattr(bb, "ROOT", tmp_path)
+    folder = tmp_path / "results" / "greedy_fewshot" / "book"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text("{}")
+    before = bb.results_digest("greedy_fewshot", "book")
+    assert bb.results_digest("greedy_fewshot", "book") == before
+    (tmp_path / "results" / "greedy_toy" / "book").mkdir(parents=True)
+    (tmp_path / "results" / "greedy_toy" / "book" / "b.json").write_text("{}")
+    assert bb.results_digest("greedy_fewshot", "book") == before      # another page's files
+    assert bb.results_digest("greedy_fewshot", "smoke") != before     # another scale: none
+    (folder / "b.json").write_text("{}")
+    added = bb.results_digest("greedy_fewshot", "book")
+    assert added != before
+    (folder / "b.json").write_text('{"x": 1}')
+    assert bb.results_digest("greedy_fewshot", "book") != added       # a changed file
+    mem = tmp_path / "results" / "fg2u_memory_time" / "book"
+    mem.mkdir(parents=True)
+    (mem / "memory.json").write_text("{}")
+    assert bb.results_digest("greedy_features", "book") == bb.results_digest("fg2u_memory_time", "book")
