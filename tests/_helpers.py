@@ -53,3 +53,14 @@ def rel_err(estimate, reference) -> float:
     a = estimate if isinstance(estimate, torch.Tensor) else flatten(estimate)
     b = reference if isinstance(reference, torch.Tensor) else flatten(reference)
     return float((a - b).norm() / b.norm())
+
+
+def load_script(name: str):
+    """The module of scripts/<name>.py (the scripts are not a package)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

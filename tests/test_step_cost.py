@@ -1,17 +1,10 @@
 """scripts/step_cost.py: the planning tool prints a positive CPU cost per outer step and a plan."""
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from _helpers import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("step_cost", ROOT / "scripts" / "step_cost.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("step_cost")
 
 
 def test_step_cost_hypercleaning_digits(capsys):

@@ -1,23 +1,16 @@
 """scripts/condensation_mnist_units.py: the settings of a page row, from the book params or, for
 a registered row not listed there yet, from PENDING on top of the MNIST row's."""
-import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
+from _helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("units", ROOT / "scripts" / "condensation_mnist_units.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_row_settings_from_the_book_params_or_pending(monkeypatch):
-    mod = _module()
+    mod = load_script("condensation_mnist_units")
     book = yaml.safe_load((ROOT / "params" / "fg2u_condensation.book.yaml").read_text())
     cell, methods, overrides = mod.row_settings(book, "mnist")
     assert cell == book["per_dataset"]["mnist"] and methods == book["methods"] and overrides == book["overrides"]
