@@ -177,6 +177,19 @@ def test_sensitivity_sentence_follows_pass_fail_and_missing():
     assert "At IPC 50 the precondition was not run" in text
     sens.at[0, "where"] = {"dataset": "mnist", "ipc": 1}
     assert "At mnist, IPC 1 the exact" in C.sensitivity_md(sens)
+    sens.at[1, "where"] = {"dataset": "mnist16", "ipc": 1}
+    text = C.sensitivity_md(sens, labels={"mnist": "MNIST", "mnist16": "MNIST 16×16"})
+    assert "At MNIST, IPC 1 the exact" in text and "At MNIST 16×16, IPC 1 the exact" in text
+
+
+def test_row_labels_name_rows_as_the_tables_do():
+    base = C.Setup(dataset="digits", image_size=8)
+    per_dataset = {"mnist": {"ipcs": [1], "image_size": 28}, "mnist16": {"dataset": "mnist", "image_size": 16, "ipcs": [1]},
+                   "mnist14": {"dataset": "mnist", "ipcs": [1]}}
+    overrides = [{"dataset": "mnist14", "ipc": 1, "image_size": 14}]
+    labels = C.row_labels(base, ["digits", "mnist", "mnist16", "mnist14"], [1, 10], per_dataset, {"1": {"steps": 5}},
+                          overrides)
+    assert labels == {"digits": "digits", "mnist": "MNIST", "mnist16": "MNIST 16×16", "mnist14": "MNIST 14×14"}
 
 
 def test_compute_minutes_sums_the_provenance_and_needs_every_file(tmp_path):
@@ -397,6 +410,6 @@ def test_progress_md_finds_a_label_that_extends_the_method():
                          for s, a in zip((0, 200, 400), accs)])
     text = C.progress_md(prog)
     assert text.startswith("On MNIST 16×16, IPC 1, (FG)²U b=32 reaches 38.0 % after 200 outer steps and 35.0 % after 400")
-    assert "widens" not in text and "does not narrow from +4.0 to +10.0 points" in text
+    assert "widens from +4.0 to +10.0 points" in text and "narrows" not in text
     assert C.progress_md(prog.assign(method=prog.method.replace({"(FG)²U b=32": "(FG)²Ux"}))) == \
         "No run of this build was evaluated along the way."

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from .setup import _M, _ROWS, PAPER_TABLE1, PAPER_FIGURE1, PAPER_NAMES, _CIFAR, resolve_device, Setup, Phase, CondensationData, _check_available, data_source, load_data  # noqa: F401
 from .model import convnet_init, convnet, _losses, _mix, _net_init, labels_of, _inner_optimizer, make_problem, initial_images, clip, _accuracy, evaluate, whole_data_accuracy  # noqa: F401
-from .run import _checkpoint_dir, _run_phases, _history, condense, _setup_for, _phases_for, _slug, real_dataset, row_label, run_table1  # noqa: F401
+from .run import _checkpoint_dir, _run_phases, _history, condense, _setup_for, _phases_for, _slug, real_dataset, row_label, row_labels, run_table1  # noqa: F401
 from .quality import _cos, fg2u_expected_cosine, _measure, gradient_quality, two_phase_schedules, schedule_table, two_phase  # noqa: F401
 from .report import table1_summary, plot_table1, quality_summary, format_quality, plot_quality, at_budget, two_phase_summary, plot_two_phase, plot_images, plot_equal_compute, progress, plot_progress, progress_md, compute_minutes, sensitivity_md, adaptation_gains, adaptation_md, n_pixels, directions_table, paired_cosine_gap, compare_md, crossings, crossings_md, time_per_product_ratio, verdict_of, jvp_vjp_md, lemma_md, recipe_md  # noqa: F401
 

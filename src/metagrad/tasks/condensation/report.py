@@ -291,11 +291,11 @@ def progress_md(prog: pd.DataFrame, *, method: str = "(FG)²U", exact: str = "RG
         gap0, gap1 = b[early] - a[early], b[last] - a[last]
         tail = a.loc[:last].iloc[-2:]
         rising = "still rising" if tail.iloc[-1] > tail.iloc[0] else "no longer rising"
+        change = "narrows" if abs(gap1) < abs(gap0) else "widens" if abs(gap1) > abs(gap0) else "stays"
         out.append(f"On {d}, IPC {ipc}, {m} reaches {a[early]:.1f} % after {early} outer steps and "
                    f"{a[last]:.1f} % after {last} ({rising} over its last two evaluations); {exact} "
-                   f"{b[early]:.1f} % and {b[last]:.1f} %, so the gap between them "
-                   f"{'narrows' if abs(gap1) < abs(gap0) else 'does not narrow'} from {gap0:+.1f} to "
-                   f"{gap1:+.1f} points.")
+                   f"{b[early]:.1f} % and {b[last]:.1f} %, so the gap between them {change} from "
+                   f"{gap0:+.1f} to {gap1:+.1f} points.")
     return " ".join(out) if out else "No run of this build was evaluated along the way."
 
 
@@ -319,13 +319,14 @@ def compute_minutes(out_dir, *, datasets, ipcs, seeds) -> float:
     return total / 60
 
 
-def sensitivity_md(sens: pd.DataFrame, *, points: float = 100.0) -> str:
+def sensitivity_md(sens: pd.DataFrame, *, points: float = 100.0, labels: dict | None = None) -> str:
     """One sentence per sensitivity precondition (a row of ``PageReport.sensitivity``): does
     the exact hypergradient beat the crude baseline by the SESOI, and so are the rankings of
-    the estimators testable in that setting. Effects in accuracy points (``points`` × metric)."""
-    out = []
+    the estimators testable in that setting. Effects in accuracy points (``points`` × metric);
+    ``labels`` names the rows as the tables do (``row_labels``; default: the row's key)."""
+    out, labels = [], labels or {}
     for _, r in sens.iterrows():
-        where = ", ".join(str(v) if k == "dataset" else f"{'IPC' if k == 'ipc' else k} {v}"
+        where = ", ".join(str(labels.get(v, v)) if k == "dataset" else f"{'IPC' if k == 'ipc' else k} {v}"
                           for k, v in dict(r["where"]).items())
         eff, p = r.get("effect", math.nan), r.get("p", math.nan)
         if r.get("detail") == "not run" or eff is None or not math.isfinite(eff):

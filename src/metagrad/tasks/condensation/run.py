@@ -146,6 +146,14 @@ def row_label(name: str, setup: Setup) -> str:
     return PAPER_NAMES[name] if name in PAPER_NAMES else f"{PAPER_NAMES[setup.dataset]} {setup.size}×{setup.size}"
 
 
+def row_labels(base: Setup, datasets, ipcs, per_dataset: dict, per_ipc: dict, overrides: list) -> dict:
+    """{row name: how tables name it} for the page's rows (``mnist16`` -> ``MNIST 16×16``)."""
+    per_ipc = {int(k): v for k, v in (per_ipc or {}).items()}
+    first = {d: int(per_dataset.get(d, {}).get("ipcs", ipcs)[0]) for d in datasets}
+    return {d: row_label(d, _setup_for(base, d, first[d], per_dataset, per_ipc, overrides or [])[0])
+            for d in datasets}
+
+
 def _phases_for(method: dict, sched: dict) -> list[Phase]:
     m, opts = method["method"], dict(method.get("options", {}))
     warm, steps, lr = int(sched["warm_start"]), int(sched["steps"]), float(sched["lr"])
