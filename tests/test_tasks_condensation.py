@@ -385,6 +385,22 @@ def test_a_further_row_of_one_data_set_keeps_its_own_files(tmp_path):
         C.run_table1(base, methods, datasets=("digits5",), ipcs=(1,), seeds=(0,), out_dir=tmp_path / "z")
 
 
+def test_an_override_names_the_methods_of_one_cell(tmp_path):
+    """``overrides: [{dataset, ipc, methods: [...]}]`` runs those methods in that cell only (the
+    row's other IPC keeps its own list); a label that is not a method is refused, naming it."""
+    base = _setup(image_size=8, depth=2, width=2)
+    methods = {"RGU (full)": {"method": "rmd"}, "TRGU": {"method": "trgu", "options": {"K": 1}}}
+    runs = C.run_table1(base, methods, datasets=("digits",), ipcs=(1, 2), seeds=(0,), keep_images_seed=None,
+                        per_dataset={"digits": {"methods": ["RGU (full)"]}}, per_ipc={1: {"steps": 2}, 2: {"steps": 2}},
+                        overrides=[{"dataset": "digits", "ipc": 1, "methods": ["RGU (full)", "TRGU"]}], out_dir=tmp_path)
+    have = {ipc: set(g.method) - {"random real (α₀)", "whole data"} for ipc, g in runs.groupby("ipc")}
+    assert have == {1: {"RGU (full)", "TRGU"}, 2: {"RGU (full)"}}
+    assert sorted(f.name for f in tmp_path.glob("*trgu*.json")) == ["digits_ipc1_seed0_trgu.json"]
+    with pytest.raises(ConfigError, match=r"IPC 1\) names methods \['FG'\]"):
+        C.run_table1(base, methods, datasets=("digits",), ipcs=(1,), seeds=(0,), out_dir=tmp_path / "w",
+                     overrides=[{"dataset": "digits", "ipc": 1, "methods": ["FG"]}])
+
+
 def test_directions_table_counts_rho_and_rho_k():
     """ρ = b/(N−1) and ρK per (FG)²U row, N scaled from the kept images to each IPC, the warm
     start left out of K; the paper's row when given."""

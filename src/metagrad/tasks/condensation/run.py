@@ -111,8 +111,9 @@ def condense(setup: Setup, phases: list[Phase], seed: int, *, data: Condensation
 # ------------------------------------------------------------------------------ Table 1
 def _setup_for(base: Setup, dataset: str, ipc: int, per_dataset: dict, per_ipc: dict,
                overrides: list) -> tuple[Setup, dict]:
-    """The setup of one (dataset, IPC) cell and its schedule (steps, lr, warm_start, eval_every)."""
-    sched = {"steps": 100, "lr": 1e-2, "warm_start": 0, "eval_every": 0}
+    """The setup of one (dataset, IPC) cell and its schedule (steps, lr, warm_start, eval_every;
+    ``methods``: the cell's method labels when an override names them, else None)."""
+    sched = {"steps": 100, "lr": 1e-2, "warm_start": 0, "eval_every": 0, "methods": None}
     fields_ = set(Setup.__dataclass_fields__)
     changes = {k: v for k, v in per_dataset.get(dataset, {}).items() if k not in ("ipcs", "methods")}
     changes.update(dataset=real_dataset(dataset, per_dataset), ipc=ipc)
@@ -185,7 +186,8 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
     Hessian-free steps first, the paper's two-phase warm start) and ``eval_every`` (> 0: test
     accuracy every that many outer steps too, kept in the result as ``evals`` with the
     wall-clock). ``overrides``: a list of ``{"dataset": ..., "ipc": ..., field: value}`` (Setup
-    fields or schedule keys) for one cell. Each run is a cached JSON file under
+    fields, schedule keys, or ``methods``: the labels of that cell, replacing the row's) for one
+    cell. Each run is a cached JSON file under
     ``out_dir``; returns one row per run (accuracies in %). The condensed images of seed
     ``keep_images_seed`` at the smallest IPC are kept in the result files (for a figure)."""
     per_dataset, overrides = per_dataset or {}, overrides or []
@@ -211,6 +213,10 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
         for ipc in d_ipcs:
             setup, sched = _setup_for(base, d, ipc, per_dataset, per_ipc, overrides)
             cell = {"data": row_label(d, setup), "ipc": ipc}
+            c_methods = d_methods if sched["methods"] is None else list(sched["methods"])
+            check(c_methods is None or set(c_methods) <= set(methods),
+                  f"the override of ({d!r}, IPC {ipc}) names methods {sorted(set(c_methods or []) - set(methods))}, "
+                  f"which are not among the methods {list(methods)}")
             for seed in seeds:
                 name = f"{d}_ipc{ipc}_seed{seed}"
                 res = cached(out_dir / f"{name}_random-real.json",
@@ -226,7 +232,7 @@ def run_table1(base: Setup, methods: dict, *, datasets=("digits",), ipcs=(1,), s
                     rows.append({**cell, "method": "whole data", "seed": seed, **res["result"],
                                  "wall_time_s": res["provenance"]["wall_time_s"]})
                 for label, method in methods.items():
-                    if d_methods is not None and label not in d_methods:
+                    if c_methods is not None and label not in c_methods:
                         continue
                     phases = _phases_for(method, sched)
                     keep = keep_images_seed == seed and ipc == min(d_ipcs)
