@@ -42,8 +42,21 @@ def row_settings(book: dict, row: str) -> tuple[dict, dict, list]:
     return cell, methods, overrides
 
 
+def select_methods(cell: dict, overrides: list, row: str, wanted: list, methods: dict) -> tuple[dict, list]:
+    """Keep only the ``wanted`` labels in the row's methods and in its overrides that name a
+    cell's methods; a label the row does not run is refused, naming the row's labels."""
+    mine = [o for o in overrides if o.get("dataset") == row and "methods" in o]
+    have = list(dict.fromkeys([*cell.get("methods", methods), *(m for o in mine for m in o["methods"])]))
+    unknown = [m for m in wanted if m not in have]
+    if unknown:
+        raise SystemExit(f"unknown method label(s) {unknown}; the row {row} has {have}")
+    cell = {**cell, "methods": [m for m in cell.get("methods", methods) if m in wanted]}
+    overrides = [{**o, "methods": [m for m in o["methods"] if m in wanted]} if o in mine else o for o in overrides]
+    return cell, overrides
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="The condensation page's MNIST runs.")
+    ap = argparse.ArgumentParser(description="The condensation page's MNIST rows (or any row), a few seeds at a time.")
     ap.add_argument("seeds", help="comma-separated, e.g. 0,1,2")
     ap.add_argument("--row", default="mnist", help="the page's row (default mnist; mnist16: 16×16, b = 32)")
     ap.add_argument("--methods", default=None,
@@ -53,11 +66,8 @@ def main(argv=None):
     book = yaml.safe_load(open("params/fg2u_condensation.book.yaml"))
     cell, methods, overrides = row_settings(book, args.row)
     if args.methods:
-        wanted = [m.strip() for m in args.methods.split(",")]
-        unknown = [m for m in wanted if m not in cell["methods"]]
-        if unknown:
-            raise SystemExit(f"unknown method label(s) {unknown}; the row {args.row} has {cell['methods']}")
-        cell["methods"] = wanted
+        cell, overrides = select_methods(cell, overrides, args.row, [m.strip() for m in args.methods.split(",")],
+                                         methods)
     base = C.Setup(**book["setup_options"])
     for seed in (int(s) for s in args.seeds.split(",")):
         t = time.time()

@@ -420,6 +420,22 @@ def test_directions_table_counts_rho_and_rho_k():
     assert t["ρK"].iloc[1] == pytest.approx(8 / 1599 * 80) and t["ρK"].iloc[3] == pytest.approx(32 / 7839 * 1e4)
 
 
+def test_directions_md_reads_the_rows_with_more_than_one_b():
+    img = np.zeros((10, 1, 4, 4)).tolist()  # N = 160 at IPC 1
+    runs = pd.DataFrame([
+        {"data": "digits", "ipc": 1, "method": m, "seed": s, "steps": 100, "warm_start": 0, "images": img,
+         "test_acc": acc + s} for m, acc in (("(FG)²U", 60.0), ("(FG)²U b=32", 70.0), ("TRGU", 75.0)) for s in (0, 1)]
+        + [{"data": "MNIST", "ipc": 1, "method": "(FG)²U", "seed": 0, "steps": 50, "warm_start": 0,
+            "images": np.zeros((10, 1, 28, 28)).tolist(), "test_acc": 30.0}])
+    methods = {"(FG)²U": {"method": "fg2u", "options": {"b": 8}}, "(FG)²U b=32": {"method": "fg2u", "options": {"b": 32}},
+               "TRGU": {"method": "trgu", "options": {"K": 2}}}
+    text = C.directions_md(runs, methods)
+    assert text == ("On digits, IPC 1, (FG)²U with b = 8 / 32 (ρK ≈ 5.03 / 20.1) reaches 60.5 / 70.5 %; "
+                    "TRGU 75.5 %.")
+    assert C.directions_md(runs[runs.method != "(FG)²U b=32"], methods) == \
+        "No row of this build runs (FG)²U with more than one b."
+
+
 def test_progress_md_finds_a_label_that_extends_the_method():
     prog = pd.DataFrame([{"data": "MNIST 16×16", "ipc": 1, "method": m, "seed": 0, "step": s, "wall_time_s": s,
                           "test_acc": a} for m, accs in (("(FG)²U b=32", (40, 38, 35)), ("RGU (full)", (40, 42, 45)))

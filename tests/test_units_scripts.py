@@ -25,3 +25,15 @@ def test_row_settings_from_the_book_params_or_pending(monkeypatch):
     assert len(mine) == 1 and mine[0]["steps"] == next(o for o in book["overrides"] if o["dataset"] == "mnist")["steps"]
     with pytest.raises(SystemExit, match="neither in the book params"):
         mod.row_settings(book, "mnist7")
+
+
+def test_select_methods_filters_the_row_and_its_cell_overrides():
+    mod = load_script("condensation_mnist_units")
+    methods = {"A": {}, "B": {}, "C": {}}
+    overrides = [{"dataset": "digits", "ipc": 1, "methods": ["A", "C"]}, {"dataset": "mnist", "ipc": 1, "steps": 5}]
+    cell, over = mod.select_methods({"methods": ["A", "B"]}, overrides, "digits", ["C"], methods)
+    assert cell["methods"] == [] and over[0]["methods"] == ["C"] and over[1] == overrides[1]
+    cell, over = mod.select_methods({}, overrides, "mnist", ["B"], methods)  # no list: every method
+    assert cell["methods"] == ["B"] and over == overrides
+    with pytest.raises(SystemExit, match=r"unknown method label\(s\) \['D'\]; the row digits has \['A', 'B', 'C'\]"):
+        mod.select_methods({"methods": ["A", "B"]}, overrides, "digits", ["D"], methods)

@@ -414,6 +414,25 @@ def directions_table(runs: pd.DataFrame, methods: dict, *, paper: dict | None = 
     return pd.DataFrame(rows, columns=["row", "method", "N pixels", "b", "K steps", "ρ = b/(N−1)", "ρK"])
 
 
+def directions_md(runs: pd.DataFrame, methods: dict,
+                  others=("TRGU", "Hessian-free", "Neumann", "RGU (full)")) -> str:
+    """Per row (data, IPC) that runs (FG)²U at more than one b: its mean test accuracy at each b
+    (with ρK, from ``directions_table``) beside the ``others``' means. Numbers only; the
+    registered claims give the verdicts."""
+    dt, out = directions_table(runs, methods), []
+    for row, g in dt.groupby("row", sort=False):
+        if len(g) < 2:
+            continue
+        d, ipc = row.rsplit(", IPC ", 1)
+        acc = runs[(runs.data == d) & (runs.ipc == int(ipc))].groupby("method").test_acc.mean()
+        g = g.sort_values("b")
+        fg = (f"(FG)²U with b = {' / '.join(str(b) for b in g.b)} (ρK ≈ "
+              f"{' / '.join(f'{r:.3g}' for r in g['ρK'])}) reaches {' / '.join(f'{acc[m]:.1f}' for m in g.method)} %")
+        rest = ", ".join(f"{m} {acc[m]:.1f}" for m in others if m in acc.index)
+        out.append(f"On {row}, {fg}" + (f"; {rest} %." if rest else "."))
+    return " ".join(out) if out else "No row of this build runs (FG)²U with more than one b."
+
+
 def paired_cosine_gap(q: dict, a: str, b: str) -> tuple[float, float]:
     """Mean and 95 % CI half-width over the paired units (checkpoint × problem draw) of
     estimator ``a``'s cosine minus estimator ``b``'s (both biased, b = 0 rows)."""
