@@ -2,7 +2,6 @@
 to recompute, provenance flags results whose code changed, and smoke builds stay out of book/."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _helpers import load_script
 from metagrad import provenance, results
 from metagrad.results import cached, lookup, repo_root
 
@@ -125,10 +125,7 @@ def test_stale_command_lists_and_counts(tmp_path, capsys):
 
 
 def _build_book_module():
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("build_book")
 
 
 def test_smoke_builds_never_write_the_published_book(tmp_path, monkeypatch):
